@@ -1,0 +1,195 @@
+package forteauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Token endpoints of Forte's two public environments. Merchants may be given
+// another base URL by their account manager; any https URL ending in
+// /auth/v1/oauth2/token works as Config.TokenURL.
+const (
+	SandboxTokenURL    = "https://sandbox-api.sandbox.lemmax.com/auth/v1/oauth2/token"
+	ProductionTokenURL = "https://api.prod.lemmax.com/auth/v1/oauth2/token"
+)
+
+const (
+	defaultRefreshWindow = 5 * time.Minute
+	defaultExpiryMargin  = 30 * time.Second
+	// defaultHTTPTimeout bounds each request of the client used when neither
+	// Config.HTTPClient nor the context supplies one.
+	defaultHTTPTimeout = 30 * time.Second
+)
+
+// ErrInvalidConfig is wrapped by every error caused by a Config field.
+// Such errors are returned before any request is sent, and are returned
+// again by every call until the Config is fixed and a new TokenSource made.
+var ErrInvalidConfig = errors.New("forteauth: invalid Config")
+
+// Config describes how to obtain tokens from a Forte token endpoint.
+//
+// A Config is read when TokenSource, Client or Token is called; later
+// changes to it do not affect sources and clients already made. Printing a
+// Config with fmt or log/slog never shows ClientSecret.
+type Config struct {
+	// ClientID and ClientSecret are the credentials issued by Forte.
+	// Both are required.
+	ClientID     string
+	ClientSecret string
+
+	// TokenURL is the token endpoint, usually SandboxTokenURL or
+	// ProductionTokenURL. It must be https, or http to a loopback host
+	// (for tests and local fakes). Required.
+	TokenURL string
+
+	// HTTPClient sends token requests. If nil, the *http.Client stored in
+	// the context under oauth2.HTTPClient is used, else a client with a 30 s
+	// timeout. Token requests never follow redirects, whatever the
+	// client's CheckRedirect says, so the secret is sent only to TokenURL.
+	HTTPClient *http.Client
+
+	// RefreshWindow is how long before expiry a background refresh starts
+	// while callers keep using the current token. 0 means 5 minutes. It is
+	// clamped to half a token's lifetime and must not be less than
+	// ExpiryMargin.
+	RefreshWindow time.Duration
+
+	// ExpiryMargin is the least time a token handed out has left before it
+	// expires; after that point callers wait for a new one. 0 means 30
+	// seconds. It is clamped to a quarter of a token's lifetime.
+	ExpiryMargin time.Duration
+
+	// Logger receives refresh failures, retries and cool-downs: the events
+	// no caller sees as an error. It never receives the secret or a whole
+	// token. If nil, nothing is logged.
+	Logger *slog.Logger
+}
+
+// validate reports the first problem with c, naming the field and the fix.
+func (c *Config) validate() error {
+	switch {
+	case c.ClientID == "":
+		return fmt.Errorf("%w: ClientID is empty; set it to the client ID Forte issued", ErrInvalidConfig)
+	case c.ClientSecret == "":
+		return fmt.Errorf("%w: ClientSecret is empty; load it from your secret store", ErrInvalidConfig)
+	case c.TokenURL == "":
+		return fmt.Errorf("%w: TokenURL is empty; use forteauth.SandboxTokenURL or forteauth.ProductionTokenURL", ErrInvalidConfig)
+	case c.RefreshWindow < 0 || c.ExpiryMargin < 0:
+		return fmt.Errorf("%w: RefreshWindow and ExpiryMargin must not be negative; use 0 for the defaults", ErrInvalidConfig)
+	case c.refreshWindow() < c.expiryMargin():
+		return fmt.Errorf("%w: RefreshWindow (%v) is shorter than ExpiryMargin (%v), so tokens would go stale before any background refresh; raise RefreshWindow",
+			ErrInvalidConfig, c.refreshWindow(), c.expiryMargin())
+	}
+	u, err := url.Parse(c.TokenURL)
+	if err != nil {
+		// url.Parse's error quotes the URL, which is not secret.
+		return fmt.Errorf("%w: TokenURL: %v", ErrInvalidConfig, err)
+	}
+	switch {
+	case u.Host == "":
+		return fmt.Errorf("%w: TokenURL %q has no host; give an absolute https URL", ErrInvalidConfig, c.TokenURL)
+	case u.User != nil:
+		return fmt.Errorf("%w: TokenURL must not contain user information; the credentials go in ClientID and ClientSecret", ErrInvalidConfig)
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http":
+		return fmt.Errorf("%w: TokenURL %q is plain http to a non-loopback host, which would expose the secret; use https", ErrInvalidConfig, c.TokenURL)
+	default:
+		return fmt.Errorf("%w: TokenURL %q has scheme %q; use https", ErrInvalidConfig, c.TokenURL, u.Scheme)
+	}
+	return nil
+}
+
+func (c *Config) refreshWindow() time.Duration {
+	if c.RefreshWindow == 0 {
+		return defaultRefreshWindow
+	}
+	return c.RefreshWindow
+}
+
+func (c *Config) expiryMargin() time.Duration {
+	if c.ExpiryMargin == 0 {
+		return defaultExpiryMargin
+	}
+	return c.ExpiryMargin
+}
+
+func (c *Config) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
+
+// httpClient returns the client named in the HTTPClient field's comment.
+func (c *Config) httpClient(ctx context.Context) *http.Client {
+	if c.HTTPClient != nil {
+		return c.HTTPClient
+	}
+	if hc, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok && hc != nil {
+		return hc
+	}
+	return &http.Client{Timeout: defaultHTTPTimeout}
+}
+
+// isLoopback reports whether host (without port or brackets) names this machine.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// redacted stands in for ClientSecret wherever a Config is printed.
+const redacted = "[REDACTED]"
+
+// printable is the Config shown by fmt and slog: the secret replaced by a
+// marker that still tells whether one is set.
+func (c Config) printable() any {
+	// Declared here so that %#v prints "forteauth.Config{...}".
+	type Config struct {
+		ClientID      string
+		ClientSecret  string
+		TokenURL      string
+		HTTPClient    *http.Client
+		RefreshWindow time.Duration
+		ExpiryMargin  time.Duration
+		Logger        *slog.Logger
+	}
+	p := Config(c)
+	if p.ClientSecret != "" {
+		p.ClientSecret = redacted
+	}
+	return p
+}
+
+// Format implements fmt.Formatter so that every verb, %#v included, prints c
+// with ClientSecret replaced by "[REDACTED]".
+func (c Config) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, fmt.FormatString(f, verb), c.printable())
+}
+
+// LogValue implements slog.LogValuer: c logs as a group without the secret.
+func (c Config) LogValue() slog.Value {
+	secret := ""
+	if c.ClientSecret != "" {
+		secret = redacted
+	}
+	return slog.GroupValue(
+		slog.String("client_id", c.ClientID),
+		slog.String("client_secret", secret),
+		slog.String("token_url", c.TokenURL),
+		slog.Duration("refresh_window", c.refreshWindow()),
+		slog.Duration("expiry_margin", c.expiryMargin()),
+	)
+}

@@ -1,0 +1,347 @@
+// Package fortetest provides a fake Forte token endpoint and API, on a real
+// loopback HTTP server, for tests of code that authenticates with forteauth.
+//
+// The server speaks the token endpoint's contract exactly: POST
+// /auth/v1/oauth2/token with a JSON body holding client_id and
+// client_secret, answered by 201 and {"data":{...}} or by Forte's error
+// body. Every other path is a protected API resource that answers 200 to a
+// live token it issued and 401 to anything else. Token lifetime, latency
+// and failures are settable, and Stats counts what happened.
+//
+//	srv := fortetest.NewServer()
+//	defer srv.Close()
+//	cfg := &forteauth.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+package fortetest
+
+import (
+	crand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// TokenPath is the path of the token endpoint.
+const TokenPath = "/auth/v1/oauth2/token"
+
+// The credentials a Server accepts unless its fields are changed before
+// the first request.
+const (
+	DefaultClientID     = "fortetest-client"
+	DefaultClientSecret = "fortetest-secret"
+)
+
+// Server is a fake Forte auth server and API. Its methods are safe for
+// concurrent use, also while requests are being served.
+type Server struct {
+	URL          string // base URL, such as "http://127.0.0.1:43127"
+	TokenURL     string // URL + TokenPath: the value for forteauth.Config.TokenURL
+	ClientID     string // the credentials the token endpoint accepts
+	ClientSecret string
+
+	hs *httptest.Server
+
+	mu          sync.Mutex
+	lifetime    time.Duration
+	latency     time.Duration
+	next        []Failure // answers for the next token requests, in order
+	failRate    float64
+	failWith    Failure
+	tokens      map[string]time.Time // issued token → expiry
+	stats       Stats
+	lastRequest http.Header
+}
+
+// Failure is an answer the token endpoint gives instead of a token.
+type Failure struct {
+	// Status is the HTTP status; 0 means 201, for a malformed success.
+	Status int
+	// Body is sent as is. If empty, the body is Forte's error JSON for
+	// Status, or for 201 an empty body.
+	Body string
+	// ContentType defaults to application/json.
+	ContentType string
+	// RetryAfter, if set, is sent as the Retry-After header.
+	RetryAfter string
+	// Delay holds the answer back, after any latency set with SetLatency.
+	Delay time.Duration
+	// Hangup closes the connection mid-answer: after the headers and half
+	// of Body, or, with Body empty, before anything is sent.
+	Hangup bool
+}
+
+// Stats counts what a Server has seen.
+type Stats struct {
+	TokenRequests int // requests to TokenPath, whatever their outcome
+	TokensIssued  int // 201 answers carrying a new token
+	APIRequests   int // requests to any other path
+	APIRejected   int // of those, answered 401
+	APIExpired    int // of those rejected, ones that carried an expired token
+}
+
+// NewServer starts a Server on a loopback address over plain http, which
+// forteauth allows for loopback hosts only. Tokens last one hour until
+// SetLifetime says otherwise. Close it when done.
+func NewServer() *Server {
+	return start(false)
+}
+
+// NewTLSServer is NewServer over https, with a certificate that only the
+// client from Server.Client trusts.
+func NewTLSServer() *Server {
+	return start(true)
+}
+
+func start(tls bool) *Server {
+	s := &Server{
+		ClientID:     DefaultClientID,
+		ClientSecret: DefaultClientSecret,
+		lifetime:     time.Hour,
+		tokens:       make(map[string]time.Time),
+	}
+	s.hs = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	if tls {
+		s.hs.StartTLS()
+	} else {
+		s.hs.Start()
+	}
+	s.URL = s.hs.URL
+	s.TokenURL = s.hs.URL + TokenPath
+	return s
+}
+
+// Close shuts the server down, waiting for requests in progress.
+func (s *Server) Close() { s.hs.Close() }
+
+// Client returns an *http.Client for the server: for a TLS server, one
+// that trusts its certificate. Use it as forteauth.Config.HTTPClient.
+func (s *Server) Client() *http.Client { return s.hs.Client() }
+
+// SetLifetime sets the lifetime of tokens issued from now on. It is sent as
+// whole seconds (expires_in), rounded up, at least one.
+func (s *Server) SetLifetime(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lifetime = max(time.Second, (d+time.Second-1).Truncate(time.Second))
+}
+
+// SetLatency delays every token answer by d.
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// FailNext makes the next len(fs) token requests get fs, in order,
+// regardless of their credentials.
+func (s *Server) FailNext(fs ...Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next = append(s.next, fs...)
+}
+
+// SetFailureRate makes each token request not already covered by FailNext
+// get f with probability p. A p of 0 turns this off.
+func (s *Server) SetFailureRate(p float64, f Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failRate, s.failWith = p, f
+}
+
+// Revoke makes the API reject token from now on; with no arguments it
+// revokes every token issued so far.
+func (s *Server) Revoke(tokens ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(tokens) == 0 {
+		clear(s.tokens)
+	}
+	for _, t := range tokens {
+		delete(s.tokens, t)
+	}
+}
+
+// Stats returns the counts so far.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// LastTokenRequestHeader returns the headers of the latest token request.
+func (s *Server) LastTokenRequestHeader() http.Header {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastRequest.Clone()
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == TokenPath {
+		s.serveToken(w, r)
+		return
+	}
+	s.serveAPI(w, r)
+}
+
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.stats.TokenRequests++
+	s.lastRequest = r.Header.Clone()
+	latency, lifetime := s.latency, s.lifetime
+	var fail *Failure
+	switch {
+	case len(s.next) > 0:
+		fail = &s.next[0]
+		s.next = s.next[1:]
+	case s.failRate > 0 && rand.Float64() < s.failRate:
+		f := s.failWith
+		fail = &f
+	}
+	s.mu.Unlock()
+
+	if fail != nil {
+		latency += fail.Delay
+	}
+	if !pause(r, latency) {
+		return
+	}
+	if fail != nil {
+		writeFailure(w, fail)
+		return
+	}
+	if status, msg := s.checkTokenRequest(r); status != 0 {
+		writeError(w, status, msg)
+		return
+	}
+	tok := newToken()
+	s.mu.Lock()
+	s.tokens[tok] = time.Now().Add(lifetime)
+	s.stats.TokensIssued++
+	s.mu.Unlock()
+	writeJSON(w, http.StatusCreated, map[string]any{"data": map[string]any{
+		"access_token": tok,
+		"token_type":   "Bearer",
+		"expires_in":   int64(lifetime / time.Second),
+	}})
+}
+
+// checkTokenRequest returns the status and message for a request that
+// breaks the contract, or 0.
+func (s *Server) checkTokenRequest(r *http.Request) (int, string) {
+	if r.Method != http.MethodPost {
+		return http.StatusMethodNotAllowed, "use POST"
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		return http.StatusBadRequest, "Content-Type must be application/json"
+	}
+	var body struct {
+		ClientID     *string `json:"client_id"`
+		ClientSecret *string `json:"client_secret"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 64<<10))
+	if err := dec.Decode(&body); err != nil || body.ClientID == nil || body.ClientSecret == nil {
+		return http.StatusBadRequest, "body must be a JSON object with client_id and client_secret"
+	}
+	if *body.ClientID != s.ClientID || *body.ClientSecret != s.ClientSecret {
+		return http.StatusUnauthorized, "invalid params"
+	}
+	return 0, ""
+}
+
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	s.stats.APIRequests++
+	expiry, issued := s.tokens[tok]
+	expired := issued && !time.Now().Before(expiry)
+	if !ok || !issued || expired {
+		s.stats.APIRejected++
+		if expired {
+			s.stats.APIExpired++
+		}
+		s.mu.Unlock()
+		writeError(w, http.StatusUnauthorized, "missing, unknown or expired token")
+		return
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"path": r.URL.Path}})
+}
+
+// pause waits d, or until the client goes away; it reports whether to answer.
+func pause(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+func writeFailure(w http.ResponseWriter, f *Failure) {
+	status := f.Status
+	if status == 0 {
+		status = http.StatusCreated
+	}
+	if f.RetryAfter != "" {
+		w.Header().Set("Retry-After", f.RetryAfter)
+	}
+	body := f.Body
+	if body == "" && status != http.StatusCreated {
+		body = errorBody(status, "injected failure")
+	}
+	if f.Hangup && body == "" {
+		panic(http.ErrAbortHandler) // net/http closes the connection without answering
+	}
+	ct := f.ContentType
+	if ct == "" {
+		ct = "application/json"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	if f.Hangup {
+		w.Write([]byte(body[:len(body)/2]))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	w.Write([]byte(body))
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write([]byte(errorBody(status, msg)))
+}
+
+// errorBody is Forte's JsonErrorResponse.
+func errorBody(status int, msg string) string {
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{
+		"message": msg,
+		"reason":  http.StatusText(status),
+		"status":  status,
+	}})
+	return string(b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func newToken() string {
+	b := make([]byte, 24)
+	crand.Read(b) // never fails since Go 1.24
+	return "fortetest." + hex.EncodeToString(b)
+}

@@ -1,0 +1,358 @@
+package forteauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// ErrInvalidResponse is wrapped by every error about a 2xx answer from the
+// token endpoint that does not hold a usable token. Such answers are not
+// retried and nothing from them is cached.
+var ErrInvalidResponse = errors.New("forteauth: invalid token response")
+
+const (
+	version   = "0.1.0"
+	userAgent = "forteauth-go/" + version + " (+https://github.com/forteauth/forteauth)"
+
+	// maxBodySize bounds what is read of any token endpoint answer.
+	maxBodySize = 1 << 20
+	// maxExpiresIn keeps expires_in*time.Second far from overflow (68 years).
+	maxExpiresIn = math.MaxInt32
+)
+
+// retryPolicy says how hard one fetch tries.
+type retryPolicy struct {
+	attempts   int           // requests per fetch, the first included
+	base, max  time.Duration // backoff, as doubling's base and ceiling
+	budget     time.Duration // one fetch, every attempt and wait included
+	perAttempt time.Duration // one request, answer body included
+}
+
+var defaultRetry = retryPolicy{
+	attempts:   4,
+	base:       250 * time.Millisecond,
+	max:        4 * time.Second,
+	budget:     30 * time.Second,
+	perAttempt: 10 * time.Second,
+}
+
+// fetcher performs token fetches for one Config.
+type fetcher struct {
+	clientID, clientSecret, tokenURL string
+	client                           *http.Client // never follows redirects
+	log                              *slog.Logger
+	retry                            retryPolicy
+	now                              func() time.Time
+	sleep                            func(context.Context, time.Duration) error
+}
+
+func newFetcher(c *Config, hc *http.Client) *fetcher {
+	noRedirects := *hc
+	noRedirects.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &fetcher{
+		clientID:     c.ClientID,
+		clientSecret: c.ClientSecret,
+		tokenURL:     c.TokenURL,
+		client:       &noRedirects,
+		log:          c.logger(),
+		retry:        defaultRetry,
+		now:          time.Now,
+		sleep:        sleep,
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fetch obtains one new token, retrying network errors, 408, 429 and 5xx
+// within the retry budget. It returns the token and when its request was sent.
+func (f *fetcher) fetch(ctx context.Context) (*oauth2.Token, time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.retry.budget)
+	defer cancel()
+	for n := 1; ; n++ {
+		tok, sent, wait, err := f.attempt(ctx)
+		if err == nil {
+			return tok, sent, nil
+		}
+		if wait < 0 || n == f.retry.attempts || ctx.Err() != nil {
+			return nil, time.Time{}, err
+		}
+		wait = max(wait, doubling(f.retry.base, f.retry.max, n))
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			f.log.Warn("forteauth: not retrying token request: the wait it asks for exceeds the fetch budget",
+				"attempt", n, "wait", wait, "error", err)
+			return nil, time.Time{}, err
+		}
+		f.log.Info("forteauth: retrying token request", "attempt", n, "wait", wait, "error", err)
+		if f.sleep(ctx, wait) != nil {
+			return nil, time.Time{}, err
+		}
+	}
+}
+
+// attempt sends one token request. wait < 0 means the error is final;
+// otherwise the request may be retried after at least wait.
+func (f *fetcher) attempt(ctx context.Context) (tok *oauth2.Token, sent time.Time, wait time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(ctx, f.retry.perAttempt)
+	defer cancel()
+	body, err := json.Marshal(struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}{f.clientID, f.clientSecret})
+	if err != nil {
+		return nil, sent, -1, fmt.Errorf("forteauth: encoding token request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.tokenURL, bytes.NewReader(body))
+	if err != nil {
+		return nil, sent, -1, fmt.Errorf("%w: TokenURL: %v", ErrInvalidConfig, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", userAgent+" Go/"+runtime.Version())
+
+	sent = f.now()
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, sent, retryableNetError(err), fmt.Errorf("forteauth: token request failed: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
+	if err != nil {
+		return nil, sent, retryableNetError(err), fmt.Errorf("forteauth: reading token response (HTTP %d): %w", resp.StatusCode, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, sent, retryableStatus(resp, f.now()), f.statusError(resp, data)
+	}
+	if len(data) > maxBodySize {
+		return nil, sent, -1, fmt.Errorf("%w: body exceeds 1 MiB (HTTP %d)", ErrInvalidResponse, resp.StatusCode)
+	}
+	tok, err = parseToken(data)
+	if err != nil {
+		return nil, sent, -1, fmt.Errorf("%w: %v (HTTP %d, %d bytes, Content-Type %q)",
+			ErrInvalidResponse, err, resp.StatusCode, len(data), resp.Header.Get("Content-Type"))
+	}
+	tok.Expiry = sent.Add(time.Duration(tok.ExpiresIn) * time.Second).Round(0)
+	return tok, sent, 0, nil
+}
+
+// retryableNetError classifies a transport error: a certificate or a host
+// name that does not exist will not fix itself in the next second, and a
+// context that has ended allows no retry.
+func retryableNetError(err error) time.Duration {
+	var (
+		dnsErr   *net.DNSError
+		certErr  *tls.CertificateVerificationError
+		unknownA x509.UnknownAuthorityError
+		hostErr  x509.HostnameError
+	)
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return -1
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound,
+		errors.As(err, &certErr), errors.As(err, &unknownA), errors.As(err, &hostErr):
+		return -1
+	}
+	return 0
+}
+
+// retryableStatus says whether a non-2xx answer is worth another attempt
+// and how long it asks to wait.
+func retryableStatus(resp *http.Response, now time.Time) time.Duration {
+	switch c := resp.StatusCode; {
+	case c == http.StatusRequestTimeout, c == http.StatusTooManyRequests,
+		c >= 500 && c != http.StatusNotImplemented && c != http.StatusHTTPVersionNotSupported:
+		return retryAfter(resp.Header.Get("Retry-After"), now)
+	}
+	return -1
+}
+
+// retryAfter parses a Retry-After value (delay-seconds or an HTTP-date)
+// into a wait; anything unparseable or in the past means no wait.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseUint(v, 10, 63); err == nil {
+		if s > uint64(maxExpiresIn) {
+			s = maxExpiresIn
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// statusError is the error for a non-2xx answer. It unwraps to the
+// *oauth2.RetrieveError that x/oauth2 users already handle.
+type statusError struct {
+	re *oauth2.RetrieveError
+}
+
+func (e *statusError) Unwrap() error { return e.re }
+
+func (e *statusError) Error() string {
+	resp := e.re.Response
+	var b strings.Builder
+	fmt.Fprintf(&b, "forteauth: token endpoint answered %s", resp.Status)
+	if e.re.ErrorCode != "" || e.re.ErrorDescription != "" {
+		fmt.Fprintf(&b, " (%s", e.re.ErrorCode)
+		if e.re.ErrorDescription != "" {
+			if e.re.ErrorCode != "" {
+				b.WriteString(": ")
+			}
+			fmt.Fprintf(&b, "%q", e.re.ErrorDescription)
+		}
+		b.WriteString(")")
+	}
+	switch c := resp.StatusCode; {
+	case c == http.StatusUnauthorized || c == http.StatusForbidden:
+		b.WriteString("; check ClientID and ClientSecret, and that they belong to TokenURL's environment")
+	case c == http.StatusBadRequest:
+		b.WriteString("; check ClientID and ClientSecret")
+	case c == http.StatusNotFound || c == http.StatusMethodNotAllowed:
+		b.WriteString("; check TokenURL")
+	case c >= 300 && c < 400:
+		fmt.Fprintf(&b, " to %q; set TokenURL to the final URL (token requests do not follow redirects)", resp.Header.Get("Location"))
+	case c == http.StatusTooManyRequests || c >= 500:
+		b.WriteString("; the token endpoint is overloaded or down")
+	}
+	return b.String()
+}
+
+// statusError builds the error for a non-2xx answer. A misbehaving server
+// could echo the request, so the secret is scrubbed from what is kept.
+func (f *fetcher) statusError(resp *http.Response, body []byte) error {
+	body = body[:min(len(body), maxBodySize)]
+	body = bytes.ReplaceAll(body, []byte(f.clientSecret), []byte(redacted))
+	if quoted, _ := json.Marshal(f.clientSecret); len(quoted) > 2 {
+		body = bytes.ReplaceAll(body, quoted[1:len(quoted)-1], []byte(redacted))
+	}
+	re := &oauth2.RetrieveError{Response: resp, Body: body}
+	var forte struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(body, &forte) == nil && len(forte.Error) > 0 {
+		var detail struct {
+			Reason  string `json:"reason"`
+			Message string `json:"message"`
+		}
+		var code string
+		if json.Unmarshal(forte.Error, &detail) == nil {
+			re.ErrorCode, re.ErrorDescription = detail.Reason, detail.Message
+		} else if json.Unmarshal(forte.Error, &code) == nil {
+			re.ErrorCode = code // an RFC 6749 error body
+		}
+	}
+	return &statusError{re}
+}
+
+// tokenResponse is the 2xx body of POST /auth/v1/oauth2/token.
+type tokenResponse struct {
+	Data *struct {
+		AccessToken string  `json:"access_token"`
+		TokenType   string  `json:"token_type"`
+		ExpiresIn   seconds `json:"expires_in"`
+	} `json:"data"`
+}
+
+// seconds accepts expires_in as a JSON number or a numeric string.
+type seconds struct {
+	n   int64
+	set bool
+}
+
+func (s *seconds) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	v := string(b)
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil || f != math.Trunc(f) || math.Abs(f) > maxExpiresIn {
+			return errors.New("data.expires_in is not a whole number of seconds")
+		}
+		n = int64(f)
+	}
+	s.n, s.set = n, true
+	return nil
+}
+
+// parseToken extracts and checks the token in a 2xx body. Its errors never
+// quote the body, which holds the token.
+func parseToken(body []byte) (*oauth2.Token, error) {
+	var r tokenResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &typeErr):
+			field := typeErr.Field
+			if field == "" {
+				field = "body"
+			}
+			return nil, fmt.Errorf("%s is a JSON %s, which is not what the API documents", field, typeErr.Value)
+		case errors.As(err, new(*json.SyntaxError)):
+			return nil, fmt.Errorf("body is not valid JSON: %v", err)
+		}
+		return nil, err // from seconds.UnmarshalJSON
+	}
+	switch d := r.Data; {
+	case d == nil:
+		return nil, errors.New(`no "data" object`)
+	case d.AccessToken == "":
+		return nil, errors.New("data.access_token is empty")
+	case !validHeaderToken(d.AccessToken):
+		return nil, errors.New("data.access_token holds characters that cannot be sent in an Authorization header")
+	case !strings.EqualFold(d.TokenType, "Bearer"):
+		return nil, fmt.Errorf("data.token_type is %q; only Bearer is supported", d.TokenType)
+	case !d.ExpiresIn.set:
+		return nil, errors.New("data.expires_in is missing")
+	case d.ExpiresIn.n <= 0:
+		return nil, fmt.Errorf("data.expires_in is %d; it must be a positive number of seconds", d.ExpiresIn.n)
+	case d.ExpiresIn.n > maxExpiresIn:
+		return nil, fmt.Errorf("data.expires_in is %d, implausibly large", d.ExpiresIn.n)
+	default:
+		return &oauth2.Token{AccessToken: d.AccessToken, TokenType: "Bearer", ExpiresIn: d.ExpiresIn.n}, nil
+	}
+}
+
+// validHeaderToken reports whether s is visible ASCII, which covers RFC
+// 6750's b64token and rules out header injection and mangled encodings.
+func validHeaderToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,282 @@
+package forteauth
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+)
+
+// Token fetches one new token, without caching. It fails with an error
+// wrapping ErrInvalidConfig, before any request, if c is incomplete.
+//
+// ctx bounds the whole fetch, retries included, which also has its own
+// 30-second limit. The token's Expiry is when the request was sent plus
+// the expires_in the endpoint answered. Most programs want TokenSource or
+// Client, which cache.
+func (c *Config) Token(ctx context.Context) (*oauth2.Token, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	tok, _, err := newFetcher(c, c.httpClient(ctx)).fetch(ctx)
+	return tok, err
+}
+
+// TokenSource returns a source that caches tokens from c and refreshes
+// them before they expire; see TokenSource for what it guarantees.
+//
+// ctx supplies values only (an oauth2.HTTPClient, for instance): token
+// fetches run detached from its cancellation, so a source made with a
+// request's context keeps working after that request ends. If c is
+// incomplete, every call of the source returns an error wrapping
+// ErrInvalidConfig.
+func (c *Config) TokenSource(ctx context.Context) *TokenSource {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cfg := *c
+	s := &TokenSource{
+		cfg:   &cfg,
+		err:   cfg.validate(),
+		ctx:   context.WithoutCancel(ctx),
+		fetch: newFetcher(&cfg, cfg.httpClient(ctx)),
+		log:   cfg.logger(),
+		now:   time.Now,
+	}
+	if u, err := url.Parse(cfg.TokenURL); s.err == nil && err == nil {
+		s.host = u.Host
+	}
+	return s
+}
+
+// Client returns an *http.Client that adds a token from c.TokenSource(ctx)
+// to each request to the token endpoint's host, the host of Forte's API.
+//
+// It keeps the Transport, Timeout, CheckRedirect and Jar of c.HTTPClient,
+// else of the oauth2.HTTPClient in ctx, else uses http.DefaultTransport
+// with a 30 s timeout. ctx is used as TokenSource uses it.
+func (c *Config) Client(ctx context.Context) *http.Client {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	hc := c.httpClient(ctx)
+	return &http.Client{
+		Transport:     &Transport{Source: c.TokenSource(ctx), Base: hc.Transport},
+		CheckRedirect: hc.CheckRedirect,
+		Jar:           hc.Jar,
+		Timeout:       hc.Timeout,
+	}
+}
+
+// TokenSource is a caching oauth2.TokenSource for one Config, safe for
+// concurrent use. Make one with Config.TokenSource and share it; it needs
+// no Close.
+//
+// While the cached token is fresh, Token returns it without locking or
+// waiting. Once the refresh window opens (Config.RefreshWindow before
+// expiry, the start spread at random over the window's first half), one
+// background fetch replaces it and callers keep the current token
+// meanwhile; if that fetch fails the token is kept, the failure is logged
+// and the next attempt backs off. With no token, or one within
+// Config.ExpiryMargin of expiry, callers wait for a single shared fetch,
+// each only as long as its own context allows. When a waited-for fetch
+// fails, callers get its error for a short cool-down (growing to 30 s
+// while failures continue) rather than each sending a request.
+//
+// No goroutine outlives the fetch it runs.
+type TokenSource struct {
+	cfg   *Config // a copy, behind a pointer so that printing *s as a value does not reach the secret
+	err   error   // from cfg.validate; returned by every call
+	ctx   context.Context
+	fetch *fetcher
+	host  string // TokenURL's host: what Transport sends tokens to by default
+	log   *slog.Logger
+	now   func() time.Time
+
+	cache      atomic.Pointer[entry]
+	failure    atomic.Pointer[failure] // last failed blocking fetch
+	refreshing atomic.Bool             // a background refresh is running
+	group      singleflight.Group
+}
+
+// Token returns a usable token, as TokenContext with a context that never
+// ends. It implements oauth2.TokenSource.
+func (s *TokenSource) Token() (*oauth2.Token, error) {
+	return s.TokenContext(context.Background())
+}
+
+// TokenContext returns a token with at least Config.ExpiryMargin left,
+// waiting for a fetch only if no such token is cached, and no longer than
+// ctx allows. Each call returns a new *oauth2.Token, which the caller may
+// modify.
+//
+// The token's Expiry is the time this source would rather be asked again
+// (plus the 10 s that x/oauth2 subtracts), at most its real expiry; see
+// docs/oauth2.md. ExpiresIn is the lifetime the endpoint gave.
+func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
+	e, st, err := s.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return e.token(st), nil
+}
+
+// Invalidate drops tok from the cache if it is still the cached token, so
+// that the next call fetches a new one; a nil tok drops whatever is cached.
+// Use it when an API rejects a token before its expiry. Transport does
+// this itself on a 401.
+func (s *TokenSource) Invalidate(tok *oauth2.Token) {
+	for {
+		e := s.cache.Load()
+		if e == nil || tok != nil && e.tok.AccessToken != tok.AccessToken {
+			return
+		}
+		if s.cache.CompareAndSwap(e, nil) {
+			return
+		}
+	}
+}
+
+// invalidateUnauthorized drops the token of e after an API answered 401 to
+// it, unless it is too young for that to help (see unauthorizedGrace). It
+// reports whether a retry may get a different token.
+func (s *TokenSource) invalidateUnauthorized(e *entry) bool {
+	cur := s.cache.Load()
+	if cur == nil || cur.tok.AccessToken != e.tok.AccessToken {
+		return true // already replaced
+	}
+	if !cur.unauthorizedInvalidates(s.now()) {
+		return false
+	}
+	s.Invalidate(e.tok)
+	return true
+}
+
+// get returns a cached entry that may be handed out and its state. The
+// fresh path is one clock read and one atomic load.
+func (s *TokenSource) get(ctx context.Context) (*entry, state, error) {
+	now := s.now()
+	if e := s.cache.Load(); e != nil {
+		switch st := e.state(now); st {
+		case fresh:
+			return e, st, nil
+		case refreshDue:
+			s.refreshInBackground()
+			return e, st, nil
+		}
+	}
+	return s.wait(ctx, now)
+}
+
+// wait gets the result of the shared fetch, starting it if needed.
+func (s *TokenSource) wait(ctx context.Context, now time.Time) (*entry, state, error) {
+	if s.err != nil {
+		return nil, 0, s.err
+	}
+	if f := s.failure.Load(); f != nil && now.Before(f.until) {
+		return nil, 0, f.err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, 0, fmt.Errorf("forteauth: not waiting for a token: %w", err)
+	}
+	select {
+	case r := <-s.group.DoChan("", s.fetchAndStore):
+		if r.Err != nil {
+			return nil, 0, r.Err
+		}
+		e := r.Val.(*entry)
+		return e, e.state(s.now()), nil
+	case <-ctx.Done():
+		return nil, 0, fmt.Errorf("forteauth: gave up waiting for a token: %w", ctx.Err())
+	}
+}
+
+// refreshInBackground starts one background refresh unless one is running.
+func (s *TokenSource) refreshInBackground() {
+	if !s.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.refreshing.Store(false)
+		s.group.Do("", s.fetchAndStore) // the outcome is stored or logged by fetchAndStore
+	}()
+}
+
+// fetchAndStore runs one fetch, detached from every caller, and records
+// its outcome: a new entry, a postponed background refresh, or a cool-down.
+func (s *TokenSource) fetchAndStore() (any, error) {
+	tok, sent, err := s.fetch.fetch(s.ctx)
+	now := s.now()
+	if err == nil {
+		e := newEntry(tok, sent, s.cfg.refreshWindow(), s.cfg.expiryMargin())
+		if e.state(now) != stale {
+			s.cache.Store(e)
+			s.failure.Store(nil)
+			return e, nil
+		}
+		err = fmt.Errorf("%w: the token expires in %ds but the request took %v; check the network path to the token endpoint",
+			ErrInvalidResponse, tok.ExpiresIn, e.age(now).Round(time.Millisecond))
+	}
+	if old := s.cache.Load(); old != nil && old.state(now) != stale {
+		age := old.age(now)
+		next := old.backedOff(age)
+		s.cache.CompareAndSwap(old, next)
+		s.log.Warn("forteauth: background token refresh failed; keeping the current token",
+			"error", err, "failures", next.failures,
+			"retry_in", (next.refreshAfter - age).Round(time.Millisecond),
+			"token_usable_for", (old.staleAfter - age).Round(time.Millisecond))
+		return nil, err
+	}
+	f := newFailure(err, now, s.failure.Load())
+	s.failure.Store(f)
+	s.log.Error("forteauth: token fetch failed; callers get this error until the cool-down ends",
+		"error", err, "failures", f.count, "cool_down", f.until.Sub(now).Round(time.Millisecond))
+	return nil, f.err
+}
+
+// Format implements fmt.Formatter: every verb prints the client ID, the
+// token URL and the state of the cache, with the token redacted.
+func (s *TokenSource) Format(f fmt.State, verb rune) {
+	if s == nil {
+		fmt.Fprint(f, "(*forteauth.TokenSource)(nil)")
+		return
+	}
+	fmt.Fprintf(f, "&forteauth.TokenSource{ClientID:%q TokenURL:%q Token:%s}", s.cfg.ClientID, s.cfg.TokenURL, s.describeToken())
+}
+
+// LogValue implements slog.LogValuer with the same content as Format.
+func (s *TokenSource) LogValue() slog.Value {
+	if s == nil {
+		return slog.StringValue("<nil>")
+	}
+	return slog.GroupValue(
+		slog.String("client_id", s.cfg.ClientID),
+		slog.String("token_url", s.cfg.TokenURL),
+		slog.String("token", s.describeToken()),
+	)
+}
+
+func (s *TokenSource) describeToken() string {
+	e := s.cache.Load()
+	if e == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%s (usable for %v)", redact(e.tok.AccessToken), (e.staleAfter - e.age(s.now())).Round(time.Second))
+}
+
+// redact shows enough of a token to tell two apart in a log, no more.
+func redact(tok string) string {
+	if len(tok) < 24 {
+		return redacted
+	}
+	return fmt.Sprintf("%s…%s", tok[:4], redacted)
+}

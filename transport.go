@@ -1,0 +1,197 @@
+package forteauth
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"golang.org/x/oauth2"
+)
+
+// Transport is an http.RoundTripper that sends each request to an allowed
+// host with "Authorization: Bearer <token>" from Source, and other requests
+// unchanged. It never modifies the caller's request, and never sends a
+// token over plain http except to a loopback host.
+//
+// With a *TokenSource as Source, Transport waits for a token no longer
+// than the request's context allows, and recovers from a 401: it
+// invalidates the token the API rejected and sends the request once more
+// with a new token, if the request's body can be sent again (it is empty
+// or GetBody is set). Otherwise the 401 is returned as is, and the next
+// request gets a new token.
+type Transport struct {
+	// Source supplies tokens. Any oauth2.TokenSource works; a *TokenSource
+	// adds the context-aware wait and 401 recovery.
+	Source oauth2.TokenSource
+
+	// Base sends the requests. If nil, http.DefaultTransport is used.
+	Base http.RoundTripper
+
+	// Hosts lists the hosts that get the token, as "host" (any port) or
+	// "host:port", compared case-insensitively. If empty, a *TokenSource's
+	// token goes only to its token endpoint's host, Forte's API host. For
+	// any other Source every host gets the token, as with oauth2.Transport,
+	// except that a redirect to another host does not carry it.
+	Hosts []string
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.Source == nil || req.URL == nil {
+		closeBody(req)
+		return nil, errors.New("forteauth: Transport needs a Source and a request with a URL")
+	}
+	ts, _ := t.Source.(*TokenSource)
+	if ts != nil && ts.err != nil {
+		closeBody(req)
+		return nil, ts.err
+	}
+	if !t.allowed(req, ts) {
+		return t.base().RoundTrip(req)
+	}
+	if req.URL.Scheme != "https" && !isLoopback(req.URL.Hostname()) {
+		closeBody(req)
+		return nil, fmt.Errorf("forteauth: refusing to send a token over %s to %s; use https", req.URL.Scheme, req.URL.Host)
+	}
+	if ts != nil {
+		return t.roundTripCached(ts, req)
+	}
+	tok, err := t.Source.Token()
+	if err == nil && (tok == nil || tok.AccessToken == "") {
+		err = errors.New("forteauth: Transport.Source returned no token")
+	}
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	return t.send(req, req.Body, tok.Type()+" "+tok.AccessToken)
+}
+
+func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	e, _, err := ts.get(ctx)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	resp, err := t.send(req, req.Body, e.header)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || !ts.invalidateUnauthorized(e) {
+		return resp, err
+	}
+	body := req.Body
+	if body != nil && body != http.NoBody {
+		if req.GetBody == nil {
+			return resp, nil
+		}
+		if body, err = req.GetBody(); err != nil {
+			return resp, nil
+		}
+	}
+	fresh, _, err := ts.get(ctx)
+	if err != nil || fresh.tok.AccessToken == e.tok.AccessToken {
+		if body != nil {
+			body.Close()
+		}
+		return resp, nil
+	}
+	// Drain a little so that the connection can be reused.
+	io.CopyN(io.Discard, resp.Body, 4<<10)
+	resp.Body.Close()
+	return t.send(req, body, fresh.header)
+}
+
+// send sends a clone of req with body and the Authorization header.
+func (t *Transport) send(req *http.Request, body io.ReadCloser, authorization string) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	r.Body = body
+	if r.Header == nil {
+		r.Header = make(http.Header, 1)
+	}
+	r.Header.Set("Authorization", authorization)
+	return t.base().RoundTrip(r)
+}
+
+func (t *Transport) base() http.RoundTripper {
+	if t.Base != nil {
+		return t.Base
+	}
+	return http.DefaultTransport
+}
+
+// allowed reports whether req's host may get the token; see Hosts.
+func (t *Transport) allowed(req *http.Request, ts *TokenSource) bool {
+	switch {
+	case len(t.Hosts) > 0:
+		for _, h := range t.Hosts {
+			if matchHost(h, req.URL) {
+				return true
+			}
+		}
+		return false
+	case ts != nil:
+		return matchHost(ts.host, req.URL)
+	}
+	first := req
+	for first.Response != nil && first.Response.Request != nil {
+		first = first.Response.Request
+	}
+	return first == req || first.URL != nil && matchHost(first.URL.Host, req.URL)
+}
+
+// matchHost reports whether u is on the host pattern names: "host" or
+// "[ipv6]" for any port, "host:port" for that port only, a URL without a
+// port having its scheme's default. Names compare case-insensitively and
+// without a trailing dot.
+func matchHost(pattern string, u *url.URL) bool {
+	phost, pport := splitHostPort(pattern)
+	if phost == "" || !strings.EqualFold(strings.TrimSuffix(phost, "."), strings.TrimSuffix(u.Hostname(), ".")) {
+		return false
+	}
+	if pport == "" {
+		return true
+	}
+	port := u.Port()
+	if port == "" {
+		switch u.Scheme {
+		case "https":
+			port = "443"
+		case "http":
+			port = "80"
+		}
+	}
+	return pport == port
+}
+
+// splitHostPort is net.SplitHostPort for well-formed input, without its
+// allocation for a missing port, and taking a bare IPv6 address as a host.
+func splitHostPort(s string) (host, port string) {
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return "", ""
+		}
+		host, rest := s[1:end], s[end+1:]
+		if p, ok := strings.CutPrefix(rest, ":"); ok {
+			return host, p
+		}
+		if rest != "" {
+			return "", ""
+		}
+		return host, ""
+	}
+	if i := strings.LastIndexByte(s, ':'); i >= 0 && strings.Count(s, ":") == 1 {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
+// closeBody closes req's body: RoundTrip's duty on every path that does
+// not hand req to the base transport.
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
