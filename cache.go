@@ -27,6 +27,9 @@ const (
 	// oauth2Delta is the early expiry x/oauth2's ReuseTokenSource (and so
 	// oauth2.NewClient) applies to every token; see entry.token.
 	oauth2Delta = 10 * time.Second
+	// dueRecheck is how soon a wrapper should ask again for a token in
+	// its refresh window; see entry.token.
+	dueRecheck = time.Second
 
 	// The first failed background refresh waits bgBackoffBase before the
 	// next, doubling to bgBackoffMax.
@@ -60,23 +63,24 @@ type entry struct {
 }
 
 // newEntry caches tok, fetched by a request sent at sent. window and
-// margin are clamped to the token's lifetime, and the refresh point is
-// spread at random over the first half of the window so that a fleet
-// started together does not refresh together.
+// margin are clamped to the token's lifetime. The refresh start is spread
+// at random over the first half of the time between the window opening and
+// the token going stale, so that a fleet started together does not refresh
+// together, and every refresh has at least that half to finish before
+// anyone waits.
 func newEntry(tok *oauth2.Token, sent time.Time, window, margin time.Duration) *entry {
 	life := time.Duration(tok.ExpiresIn) * time.Second
 	window = min(window, life/2)
 	margin = min(margin, life/4)
-	e := &entry{
+	return &entry{
 		tok:          tok,
 		header:       "Bearer " + tok.AccessToken,
 		sent:         sent,
 		sentWall:     sent.UnixNano(),
 		lifetime:     life,
-		refreshAfter: life - window + jitter(window/2),
+		refreshAfter: life - window + jitter((window-margin)/2),
 		staleAfter:   life - margin,
 	}
-	return e
 }
 
 // jitter returns a random duration in [0, d).
@@ -105,7 +109,8 @@ func (e *entry) state(now time.Time) state {
 	return fresh
 }
 
-// token returns a copy of the cached token for a caller in state st.
+// token returns a copy of the cached token for a caller in state st at
+// time now.
 //
 // Its Expiry is not the token's own but the time this source wants to be
 // asked again, plus oauth2Delta, and never later than the real expiry.
@@ -113,12 +118,14 @@ func (e *entry) state(now time.Time) state {
 // source, asks its source again only oauth2Delta before Expiry; with the
 // real expiry it would keep the token through the refresh window (so no
 // background refresh would start) and then make every request wait for a
-// fetch. With this Expiry it returns here when the window opens, and again
-// when the token goes stale, by which time a new one is cached.
-func (e *entry) token(st state) *oauth2.Token {
+// fetch. With this Expiry it comes back when the window opens, and then
+// every dueRecheck until the token goes stale, so that it picks up the
+// refreshed token, and a failed refresh is retried, while its token is
+// still usable.
+func (e *entry) token(st state, now time.Time) *oauth2.Token {
 	next := e.refreshAfter
 	if st != fresh {
-		next = e.staleAfter
+		next = min(e.age(now)+dueRecheck, e.staleAfter)
 	}
 	t := *e.tok
 	t.Expiry = time.Unix(0, e.sentWall+int64(min(next+oauth2Delta, e.lifetime)))
@@ -126,11 +133,12 @@ func (e *entry) token(st state) *oauth2.Token {
 }
 
 // backedOff returns e with its next background refresh put off after one
-// more failure, at age age.
-func (e *entry) backedOff(age time.Duration) *entry {
+// more failure, at age age, by a growing backoff or by the wait the
+// endpoint asked for, whichever is longer.
+func (e *entry) backedOff(age, serverWait time.Duration) *entry {
 	e2 := *e
 	e2.failures++
-	e2.refreshAfter = min(age+doubling(bgBackoffBase, bgBackoffMax, e2.failures), e.staleAfter)
+	e2.refreshAfter = min(age+max(doubling(bgBackoffBase, bgBackoffMax, e2.failures), serverWait), e.staleAfter)
 	return &e2
 }
 
@@ -151,7 +159,9 @@ func doubling(base, ceiling time.Duration, n int) time.Duration {
 }
 
 // failure remembers a failed blocking fetch so that callers during its
-// cool-down get its error instead of each sending a request.
+// cool-down get its error instead of each sending a request. The
+// cool-down grows with failures in a row, and is at least the wait the
+// endpoint asked for with Retry-After.
 type failure struct {
 	err   error // what callers get: the fetch error, wrapped
 	until time.Time
@@ -163,7 +173,7 @@ func newFailure(err error, now time.Time, prev *failure) *failure {
 	if prev != nil {
 		n = prev.count + 1
 	}
-	d := doubling(coolDownBase, coolDownMax, n)
+	d := max(doubling(coolDownBase, coolDownMax, n), serverWait(err))
 	return &failure{
 		err:   fmt.Errorf("forteauth: no token; %d token fetch(es) failed in a row, so callers get this error for %v before the next attempt: %w", n, d.Round(time.Millisecond), err),
 		until: now.Add(d),

@@ -2,6 +2,7 @@ package forteauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,8 +39,9 @@ var ErrInvalidConfig = errors.New("forteauth: invalid Config")
 // Config describes how to obtain tokens from a Forte token endpoint.
 //
 // A Config is read when TokenSource, Client or Token is called; later
-// changes to it do not affect sources and clients already made. Printing a
-// Config with fmt or log/slog never shows ClientSecret.
+// changes to it do not affect sources and clients already made. A Config
+// printed with fmt, logged with log/slog or encoded with encoding/json shows
+// "[REDACTED]" for ClientSecret; decoding one from JSON works as usual.
 type Config struct {
 	// ClientID and ClientSecret are the credentials issued by Forte.
 	// Both are required.
@@ -59,7 +61,7 @@ type Config struct {
 
 	// RefreshWindow is how long before expiry a background refresh starts
 	// while callers keep using the current token. 0 means 5 minutes. It is
-	// clamped to half a token's lifetime and must not be less than
+	// clamped to half a token's lifetime and must be longer than
 	// ExpiryMargin.
 	RefreshWindow time.Duration
 
@@ -85,8 +87,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: TokenURL is empty; use forteauth.SandboxTokenURL or forteauth.ProductionTokenURL", ErrInvalidConfig)
 	case c.RefreshWindow < 0 || c.ExpiryMargin < 0:
 		return fmt.Errorf("%w: RefreshWindow and ExpiryMargin must not be negative; use 0 for the defaults", ErrInvalidConfig)
-	case c.refreshWindow() < c.expiryMargin():
-		return fmt.Errorf("%w: RefreshWindow (%v) is shorter than ExpiryMargin (%v), so tokens would go stale before any background refresh; raise RefreshWindow",
+	case c.refreshWindow() <= c.expiryMargin():
+		return fmt.Errorf("%w: RefreshWindow (%v) must be longer than ExpiryMargin (%v), or tokens go stale before any background refresh; raise RefreshWindow",
 			ErrInvalidConfig, c.refreshWindow(), c.expiryMargin())
 	}
 	u, err := url.Parse(c.TokenURL)
@@ -177,6 +179,13 @@ func (c Config) printable() any {
 // with ClientSecret replaced by "[REDACTED]".
 func (c Config) Format(f fmt.State, verb rune) {
 	fmt.Fprintf(f, fmt.FormatString(f, verb), c.printable())
+}
+
+// MarshalJSON encodes c with ClientSecret replaced by "[REDACTED]", so that
+// a Config (or a struct holding one) written to a log or a debug endpoint
+// does not carry the secret.
+func (c Config) MarshalJSON() ([]byte, error) {
+	return json.Marshal(c.printable())
 }
 
 // LogValue implements slog.LogValuer: c logs as a group without the secret.

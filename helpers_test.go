@@ -97,9 +97,25 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // refreshGoroutines counts goroutines running a background refresh.
 func refreshGoroutines() int {
-	buf := make([]byte, 1<<20)
+	return goroutinesRunning("forteauth.(*TokenSource).refreshInBackground.func")
+}
+
+// singleflightGoroutines counts goroutines started to run a shared fetch.
+func singleflightGoroutines() int {
+	return goroutinesRunning("created by golang.org/x/sync/singleflight.(*Group).DoChan")
+}
+
+// goroutinesRunning counts the goroutines whose stack mentions fn.
+func goroutinesRunning(fn string) int {
+	buf := make([]byte, 8<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	return strings.Count(string(buf), "forteauth.(*TokenSource).refreshInBackground.func")
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
 }
 
 // logBuffer is a concurrency-safe destination for a test's slog output.

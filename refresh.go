@@ -160,8 +160,8 @@ func (f *fetcher) attempt(ctx context.Context) (tok *oauth2.Token, sent time.Tim
 }
 
 // retryableNetError classifies a transport error: a certificate or a host
-// name that does not exist will not fix itself in the next second, and a
-// context that has ended allows no retry.
+// name that does not exist will not fix itself in the next second. An
+// attempt that timed out is retried; fetch stops when its own context ends.
 func retryableNetError(err error) time.Duration {
 	var (
 		dnsErr   *net.DNSError
@@ -170,7 +170,7 @@ func retryableNetError(err error) time.Duration {
 		hostErr  x509.HostnameError
 	)
 	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled):
 		return -1
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound,
 		errors.As(err, &certErr), errors.As(err, &unknownA), errors.As(err, &hostErr):
@@ -190,6 +190,20 @@ func retryableStatus(resp *http.Response, now time.Time) time.Duration {
 	return -1
 }
 
+// retryAfterMax bounds how long a Retry-After keeps a TokenSource from
+// asking again after a fetch has failed.
+const retryAfterMax = 5 * time.Minute
+
+// serverWait returns how long the endpoint asked (with Retry-After) to be
+// left alone after the answer that caused err, at most retryAfterMax.
+func serverWait(err error) time.Duration {
+	var se *statusError
+	if !errors.As(err, &se) {
+		return 0
+	}
+	return min(se.retryAfter, retryAfterMax)
+}
+
 // retryAfter parses a Retry-After value (delay-seconds or an HTTP-date)
 // into a wait; anything unparseable or in the past means no wait.
 func retryAfter(v string, now time.Time) time.Duration {
@@ -197,11 +211,8 @@ func retryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.ParseUint(v, 10, 63); err == nil {
-		if s > uint64(maxExpiresIn) {
-			s = maxExpiresIn
-		}
-		return time.Duration(s) * time.Second
+	if s, err := strconv.ParseUint(v, 10, 63); err == nil || errors.Is(err, strconv.ErrRange) {
+		return time.Duration(min(s, maxExpiresIn)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
 		return t.Sub(now)
@@ -212,7 +223,8 @@ func retryAfter(v string, now time.Time) time.Duration {
 // statusError is the error for a non-2xx answer. It unwraps to the
 // *oauth2.RetrieveError that x/oauth2 users already handle.
 type statusError struct {
-	re *oauth2.RetrieveError
+	re         *oauth2.RetrieveError
+	retryAfter time.Duration // from the Retry-After header, 0 if none
 }
 
 func (e *statusError) Unwrap() error { return e.re }
@@ -249,12 +261,9 @@ func (e *statusError) Error() string {
 // statusError builds the error for a non-2xx answer. A misbehaving server
 // could echo the request, so the secret is scrubbed from what is kept.
 func (f *fetcher) statusError(resp *http.Response, body []byte) error {
-	body = body[:min(len(body), maxBodySize)]
-	body = bytes.ReplaceAll(body, []byte(f.clientSecret), []byte(redacted))
-	if quoted, _ := json.Marshal(f.clientSecret); len(quoted) > 2 {
-		body = bytes.ReplaceAll(body, quoted[1:len(quoted)-1], []byte(redacted))
-	}
+	body = scrubSecret(body[:min(len(body), maxBodySize)], f.clientSecret)
 	re := &oauth2.RetrieveError{Response: resp, Body: body}
+	wait := retryAfter(resp.Header.Get("Retry-After"), f.now())
 	var forte struct {
 		Error json.RawMessage `json:"error"`
 	}
@@ -270,7 +279,48 @@ func (f *fetcher) statusError(resp *http.Response, body []byte) error {
 			re.ErrorCode = code // an RFC 6749 error body
 		}
 	}
-	return &statusError{re}
+	return &statusError{re, wait}
+}
+
+// scrubSecret removes secret from body: as it is, and, if body is JSON,
+// from its decoded strings, where an escaped form could hide it.
+func scrubSecret(body []byte, secret string) []byte {
+	body = bytes.ReplaceAll(body, []byte(secret), []byte(redacted))
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return body
+	}
+	if scrubbed, changed := scrubValue(v, secret); changed {
+		body, _ = json.Marshal(scrubbed)
+	}
+	return body
+}
+
+func scrubValue(v any, secret string) (any, bool) {
+	changed := false
+	switch v := v.(type) {
+	case string:
+		if strings.Contains(v, secret) {
+			return strings.ReplaceAll(v, secret, redacted), true
+		}
+	case []any:
+		for i := range v {
+			var c bool
+			v[i], c = scrubValue(v[i], secret)
+			changed = changed || c
+		}
+	case map[string]any:
+		for k, x := range v {
+			s, c := scrubValue(x, secret)
+			if strings.Contains(k, secret) {
+				delete(v, k)
+				k, c = strings.ReplaceAll(k, secret, redacted), true
+			}
+			v[k] = s
+			changed = changed || c
+		}
+	}
+	return v, changed
 }
 
 // tokenResponse is the 2xx body of POST /auth/v1/oauth2/token.
@@ -309,7 +359,7 @@ func (s *seconds) UnmarshalJSON(b []byte) error {
 }
 
 // parseToken extracts and checks the token in a 2xx body. Its errors never
-// quote the body, which holds the token.
+// quote the body, which may hold the token.
 func parseToken(body []byte) (*oauth2.Token, error) {
 	var r tokenResponse
 	if err := json.Unmarshal(body, &r); err != nil {
@@ -321,8 +371,9 @@ func parseToken(body []byte) (*oauth2.Token, error) {
 				field = "body"
 			}
 			return nil, fmt.Errorf("%s is a JSON %s, which is not what the API documents", field, typeErr.Value)
-		case errors.As(err, new(*json.SyntaxError)):
-			return nil, fmt.Errorf("body is not valid JSON: %v", err)
+		}
+		if syn := (*json.SyntaxError)(nil); errors.As(err, &syn) {
+			return nil, fmt.Errorf("body is not valid JSON (at byte %d)", syn.Offset)
 		}
 		return nil, err // from seconds.UnmarshalJSON
 	}

@@ -83,10 +83,10 @@ func (c *Config) Client(ctx context.Context) *http.Client {
 //
 // While the cached token is fresh, Token returns it without locking or
 // waiting. Once the refresh window opens (Config.RefreshWindow before
-// expiry, the start spread at random over the window's first half), one
-// background fetch replaces it and callers keep the current token
-// meanwhile; if that fetch fails the token is kept, the failure is logged
-// and the next attempt backs off. With no token, or one within
+// expiry; the exact start is random, early in the window, so that a fleet
+// does not refresh in step), one background fetch replaces the token while
+// callers keep using it; if that fetch fails the token is kept, the failure
+// is logged and the next attempt backs off. With no token, or one within
 // Config.ExpiryMargin of expiry, callers wait for a single shared fetch,
 // each only as long as its own context allows. When a waited-for fetch
 // fails, callers get its error for a short cool-down (growing to 30 s
@@ -114,20 +114,23 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 	return s.TokenContext(context.Background())
 }
 
-// TokenContext returns a token with at least Config.ExpiryMargin left,
+// TokenContext returns a token with at least Config.ExpiryMargin left (or
+// a quarter of its lifetime, if less),
 // waiting for a fetch only if no such token is cached, and no longer than
 // ctx allows. Each call returns a new *oauth2.Token, which the caller may
 // modify.
 //
 // The token's Expiry is the time this source would rather be asked again
-// (plus the 10 s that x/oauth2 subtracts), at most its real expiry; see
-// docs/oauth2.md. ExpiresIn is the lifetime the endpoint gave.
+// (plus the 10 s that x/oauth2 subtracts), at most its real expiry, so
+// that oauth2.NewClient and ReuseTokenSource come back in time for the
+// background refresh; see docs/oauth2.md. ExpiresIn is the lifetime the
+// endpoint gave.
 func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	e, st, err := s.get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return e.token(st), nil
+	return e.token(st, s.now()), nil
 }
 
 // Invalidate drops tok from the cache if it is still the cached token, so
@@ -165,31 +168,30 @@ func (s *TokenSource) invalidateUnauthorized(e *entry) bool {
 // fresh path is one clock read and one atomic load.
 func (s *TokenSource) get(ctx context.Context) (*entry, state, error) {
 	now := s.now()
-	if e := s.cache.Load(); e != nil {
+	e := s.cache.Load()
+	if e != nil {
 		switch st := e.state(now); st {
 		case fresh:
 			return e, st, nil
 		case refreshDue:
-			s.refreshInBackground()
+			s.refreshInBackground(e)
 			return e, st, nil
 		}
 	}
-	return s.wait(ctx, now)
+	return s.wait(ctx, e)
 }
 
-// wait gets the result of the shared fetch, starting it if needed.
-func (s *TokenSource) wait(ctx context.Context, now time.Time) (*entry, state, error) {
+// wait gets the result of the shared fetch, starting it if needed; seen is
+// the unusable entry (or nil) that made the caller wait.
+func (s *TokenSource) wait(ctx context.Context, seen *entry) (*entry, state, error) {
 	if s.err != nil {
 		return nil, 0, s.err
-	}
-	if f := s.failure.Load(); f != nil && now.Before(f.until) {
-		return nil, 0, f.err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, 0, fmt.Errorf("forteauth: not waiting for a token: %w", err)
 	}
 	select {
-	case r := <-s.group.DoChan("", s.fetchAndStore):
+	case r := <-s.group.DoChan("", s.fetchAndStore(seen)):
 		if r.Err != nil {
 			return nil, 0, r.Err
 		}
@@ -200,20 +202,40 @@ func (s *TokenSource) wait(ctx context.Context, now time.Time) (*entry, state, e
 	}
 }
 
-// refreshInBackground starts one background refresh unless one is running.
-func (s *TokenSource) refreshInBackground() {
+// refreshInBackground starts one background refresh of seen unless one
+// is running.
+func (s *TokenSource) refreshInBackground(seen *entry) {
 	if !s.refreshing.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
 		defer s.refreshing.Store(false)
-		s.group.Do("", s.fetchAndStore) // the outcome is stored or logged by fetchAndStore
+		s.group.Do("", s.fetchAndStore(seen)) // the outcome is stored or logged by fetchAndStore
 	}()
 }
 
-// fetchAndStore runs one fetch, detached from every caller, and records
-// its outcome: a new entry, a postponed background refresh, or a cool-down.
-func (s *TokenSource) fetchAndStore() (any, error) {
+// fetchAndStore returns the shared fetch for a caller that saw seen in the
+// cache. It runs detached from every caller and records its outcome: a new
+// entry, a postponed background refresh, or a cool-down.
+//
+// The caller's look at the cache and its start of the fetch are not one
+// atomic step: another fetch may have ended, and stored a token or a
+// failure, in between. The fetch then does not run again.
+func (s *TokenSource) fetchAndStore(seen *entry) func() (any, error) {
+	return func() (any, error) {
+		now := s.now()
+		if cur := s.cache.Load(); cur != seen && cur != nil && cur.state(now) != stale {
+			return cur, nil
+		}
+		if f := s.failure.Load(); f != nil && now.Before(f.until) {
+			return nil, f.err
+		}
+		return s.fetchNow()
+	}
+}
+
+// fetchNow fetches a token and records the outcome for fetchAndStore.
+func (s *TokenSource) fetchNow() (any, error) {
 	tok, sent, err := s.fetch.fetch(s.ctx)
 	now := s.now()
 	if err == nil {
@@ -228,7 +250,7 @@ func (s *TokenSource) fetchAndStore() (any, error) {
 	}
 	if old := s.cache.Load(); old != nil && old.state(now) != stale {
 		age := old.age(now)
-		next := old.backedOff(age)
+		next := old.backedOff(age, serverWait(err))
 		s.cache.CompareAndSwap(old, next)
 		s.log.Warn("forteauth: background token refresh failed; keeping the current token",
 			"error", err, "failures", next.failures,

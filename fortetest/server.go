@@ -17,6 +17,7 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"mime"
 	"net/http"
@@ -54,6 +55,7 @@ type Server struct {
 	failRate    float64
 	failWith    Failure
 	tokens      map[string]time.Time // issued token → expiry
+	held        chan struct{}        // while non-nil, token requests wait for it to close
 	stats       Stats
 	lastRequest http.Header
 }
@@ -72,7 +74,7 @@ type Failure struct {
 	// Delay holds the answer back, after any latency set with SetLatency.
 	Delay time.Duration
 	// Hangup closes the connection mid-answer: after the headers and half
-	// of Body, or, with Body empty, before anything is sent.
+	// of Body or, if Body is empty, before anything is sent.
 	Hangup bool
 }
 
@@ -128,7 +130,7 @@ func (s *Server) Client() *http.Client { return s.hs.Client() }
 func (s *Server) SetLifetime(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.lifetime = max(time.Second, (d+time.Second-1).Truncate(time.Second))
+	s.lifetime = max(time.Second, (d + time.Second - 1).Truncate(time.Second))
 }
 
 // SetLatency delays every token answer by d.
@@ -152,6 +154,28 @@ func (s *Server) SetFailureRate(p float64, f Failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failRate, s.failWith = p, f
+}
+
+// Hold makes token requests that arrive from now on wait, as a hung
+// endpoint would, until release is called (or their client gives up). It
+// lets a test act while a fetch is in flight. They are counted in Stats on
+// arrival.
+func (s *Server) Hold() (release func()) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.held = ch
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.held == ch {
+				s.held = nil
+			}
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
 }
 
 // Revoke makes the API reject token from now on; with no arguments it
@@ -190,10 +214,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	// Read the body first: only then does net/http notice a client that
+	// gives up during the pauses below.
+	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	s.mu.Lock()
 	s.stats.TokenRequests++
 	s.lastRequest = r.Header.Clone()
-	latency, lifetime := s.latency, s.lifetime
+	latency, lifetime, held := s.latency, s.lifetime, s.held
 	var fail *Failure
 	switch {
 	case len(s.next) > 0:
@@ -205,6 +232,13 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
+	if held != nil {
+		select {
+		case <-held:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if fail != nil {
 		latency += fail.Delay
 	}
@@ -215,7 +249,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeFailure(w, fail)
 		return
 	}
-	if status, msg := s.checkTokenRequest(r); status != 0 {
+	if status, msg := s.checkTokenRequest(r, body, readErr); status != 0 {
 		writeError(w, status, msg)
 		return
 	}
@@ -233,7 +267,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 
 // checkTokenRequest returns the status and message for a request that
 // breaks the contract, or 0.
-func (s *Server) checkTokenRequest(r *http.Request) (int, string) {
+func (s *Server) checkTokenRequest(r *http.Request, b []byte, readErr error) (int, string) {
 	if r.Method != http.MethodPost {
 		return http.StatusMethodNotAllowed, "use POST"
 	}
@@ -244,8 +278,7 @@ func (s *Server) checkTokenRequest(r *http.Request) (int, string) {
 		ClientID     *string `json:"client_id"`
 		ClientSecret *string `json:"client_secret"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 64<<10))
-	if err := dec.Decode(&body); err != nil || body.ClientID == nil || body.ClientSecret == nil {
+	if readErr != nil || json.Unmarshal(b, &body) != nil || body.ClientID == nil || body.ClientSecret == nil {
 		return http.StatusBadRequest, "body must be a JSON object with client_id and client_secret"
 	}
 	if *body.ClientID != s.ClientID || *body.ClientSecret != s.ClientSecret {
@@ -296,12 +329,12 @@ func writeFailure(w http.ResponseWriter, f *Failure) {
 	if f.RetryAfter != "" {
 		w.Header().Set("Retry-After", f.RetryAfter)
 	}
+	if f.Hangup && f.Body == "" {
+		panic(http.ErrAbortHandler) // net/http closes the connection without answering
+	}
 	body := f.Body
 	if body == "" && status != http.StatusCreated {
 		body = errorBody(status, "injected failure")
-	}
-	if f.Hangup && body == "" {
-		panic(http.ErrAbortHandler) // net/http closes the connection without answering
 	}
 	ct := f.ContentType
 	if ct == "" {
