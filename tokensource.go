@@ -126,11 +126,11 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 // background refresh; see docs/oauth2.md. ExpiresIn is the lifetime the
 // endpoint gave.
 func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
-	e, st, err := s.get(ctx)
+	e, st, now, err := s.get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return e.token(st, s.now()), nil
+	return e.token(st, now), nil
 }
 
 // Invalidate drops tok from the cache if it is still the cached token, so
@@ -164,18 +164,19 @@ func (s *TokenSource) invalidateUnauthorized(e *entry) bool {
 	return true
 }
 
-// get returns a cached entry that may be handed out and its state. The
-// fresh path is one clock read and one atomic load.
-func (s *TokenSource) get(ctx context.Context) (*entry, state, error) {
+// get returns a cached entry that may be handed out, its state, and the
+// time that state was judged at. The fresh path is one clock read and one
+// atomic load.
+func (s *TokenSource) get(ctx context.Context) (*entry, state, time.Time, error) {
 	now := s.now()
 	e := s.cache.Load()
 	if e != nil {
 		switch st := e.state(now); st {
 		case fresh:
-			return e, st, nil
+			return e, st, now, nil
 		case refreshDue:
 			s.refreshInBackground(e)
-			return e, st, nil
+			return e, st, now, nil
 		}
 	}
 	return s.wait(ctx, e)
@@ -183,22 +184,22 @@ func (s *TokenSource) get(ctx context.Context) (*entry, state, error) {
 
 // wait gets the result of the shared fetch, starting it if needed; seen is
 // the unusable entry (or nil) that made the caller wait.
-func (s *TokenSource) wait(ctx context.Context, seen *entry) (*entry, state, error) {
+func (s *TokenSource) wait(ctx context.Context, seen *entry) (*entry, state, time.Time, error) {
 	if s.err != nil {
-		return nil, 0, s.err
+		return nil, 0, time.Time{}, s.err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, 0, fmt.Errorf("forteauth: not waiting for a token: %w", err)
+		return nil, 0, time.Time{}, fmt.Errorf("forteauth: not waiting for a token: %w", err)
 	}
 	select {
 	case r := <-s.group.DoChan("", s.fetchAndStore(seen)):
 		if r.Err != nil {
-			return nil, 0, r.Err
+			return nil, 0, time.Time{}, r.Err
 		}
-		e := r.Val.(*entry)
-		return e, e.state(s.now()), nil
+		e, now := r.Val.(*entry), s.now()
+		return e, e.state(now), now, nil
 	case <-ctx.Done():
-		return nil, 0, fmt.Errorf("forteauth: gave up waiting for a token: %w", ctx.Err())
+		return nil, 0, time.Time{}, fmt.Errorf("forteauth: gave up waiting for a token: %w", ctx.Err())
 	}
 }
 

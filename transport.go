@@ -72,7 +72,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	e, _, err := ts.get(ctx)
+	e, _, _, err := ts.get(ctx)
 	if err != nil {
 		closeBody(req)
 		return nil, err
@@ -90,7 +90,7 @@ func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.R
 			return resp, nil
 		}
 	}
-	fresh, _, err := ts.get(ctx)
+	fresh, _, _, err := ts.get(ctx)
 	if err != nil || fresh.tok.AccessToken == e.tok.AccessToken {
 		if body != nil {
 			body.Close()
@@ -103,15 +103,46 @@ func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.R
 	return t.send(req, body, fresh.header)
 }
 
-// send sends a clone of req with body and the Authorization header.
+// send sends a copy of req with body and the Authorization header.
+//
+// The copy is shallow but for its Header, as x/oauth2's Transport made it
+// before req.Clone existed: a RoundTripper may not modify the request it is
+// given, so sharing URL and the rest with the caller's request is safe. It
+// is the path every API request takes, so it is built in three
+// allocations, where req.Clone and Header.Set take five: the request and
+// the header values in one object (see authorized), and the header map.
 func (t *Transport) send(req *http.Request, body io.ReadCloser, authorization string) (*http.Response, error) {
-	r := req.Clone(req.Context())
-	r.Body = body
-	if r.Header == nil {
-		r.Header = make(http.Header, 1)
+	a := new(authorized)
+	a.req = *req
+	a.req.Body = body
+	n := 1
+	for _, vv := range req.Header {
+		n += len(vv)
 	}
-	r.Header.Set("Authorization", authorization)
-	return t.base().RoundTrip(r)
+	values := a.values[:]
+	if n > len(values) {
+		values = make([]string, n)
+	}
+	values[0] = authorization
+	h := make(http.Header, len(req.Header)+1)
+	h["Authorization"] = values[:1:1]
+	values = values[1:]
+	for k, vv := range req.Header {
+		if k != "Authorization" {
+			n := copy(values, vv)
+			h[k] = values[:n:n]
+			values = values[n:]
+		}
+	}
+	a.req.Header = h
+	return t.base().RoundTrip(&a.req)
+}
+
+// authorized is a request sent by Transport, with room for the values of
+// its header: Authorization and a typical API request's few others.
+type authorized struct {
+	req    http.Request
+	values [8]string
 }
 
 func (t *Transport) base() http.RoundTripper {
@@ -146,14 +177,17 @@ func (t *Transport) allowed(req *http.Request, ts *TokenSource) bool {
 // port having its scheme's default. Names compare case-insensitively and
 // without a trailing dot.
 func matchHost(pattern string, u *url.URL) bool {
+	if pattern != "" && strings.EqualFold(pattern, u.Host) {
+		return true // the usual case, and the cheap one
+	}
 	phost, pport := splitHostPort(pattern)
-	if phost == "" || !strings.EqualFold(strings.TrimSuffix(phost, "."), strings.TrimSuffix(u.Hostname(), ".")) {
+	host, port := splitHostPort(u.Host)
+	if phost == "" || !strings.EqualFold(strings.TrimSuffix(phost, "."), strings.TrimSuffix(host, ".")) {
 		return false
 	}
 	if pport == "" {
 		return true
 	}
-	port := u.Port()
 	if port == "" {
 		switch u.Scheme {
 		case "https":
