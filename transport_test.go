@@ -3,10 +3,13 @@ package forteauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -442,5 +445,47 @@ func TestClientKeepsTheBaseClientsSettings(t *testing.T) {
 	}
 	if code := get(t, c, srv.URL+"/v3/x"); code != 200 || viaBase.Load() != 4 {
 		t.Fatalf("status %d; %d requests through the context client's transport, want 4", code, viaBase.Load())
+	}
+}
+
+func TestTransportCopiesEveryHeaderAndReplacesAuthorization(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	ts, _, _ := sourceFor(t, srv, nil)
+	var seen http.Header
+	tr := &Transport{Source: ts, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		seen = r.Header
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+	})}
+	for _, n := range []int{0, 3, 20} { // within the inline room, and beyond it
+		req, _ := http.NewRequest("GET", srv.URL+"/v3/x", nil)
+		req.Header.Set("Authorization", "Basic caller-value")
+		for i := range n {
+			req.Header.Add("X-Multi", strings.Repeat("v", i+1))
+			req.Header.Add(fmt.Sprintf("X-H%d", i), "one")
+		}
+		want := req.Header.Clone()
+		if _, err := tr.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+		tok := mustToken(t, ts)
+		if got := seen.Values("Authorization"); len(got) != 1 || got[0] != "Bearer "+tok.AccessToken {
+			t.Fatalf("%d headers: Authorization sent as %d values, want only the token", n, len(got))
+		}
+		for k, vv := range want {
+			if k != "Authorization" && !slices.Equal(seen[k], vv) {
+				t.Fatalf("%d headers: %s sent as %q, want %q", n, k, seen[k], vv)
+			}
+		}
+		if len(seen) != len(want) {
+			t.Fatalf("%d headers: sent %d keys, want %d", n, len(seen), len(want))
+		}
+		if !reflect.DeepEqual(req.Header, want) {
+			t.Fatalf("%d headers: the caller's header changed", n)
+		}
+		seen["X-Multi"] = append(seen["X-Multi"], "appended downstream")
+		if len(req.Header["X-Multi"]) != n {
+			t.Fatalf("%d headers: a change to the sent header reached the caller's", n)
+		}
 	}
 }
