@@ -1,6 +1,7 @@
 package forteauth
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -179,4 +180,40 @@ func newFailure(err error, now time.Time, prev *failure) *failure {
 		until: now.Add(d),
 		count: n,
 	}
+}
+
+// Store is a token cache shared by TokenSources, usually in different
+// processes, so that a fleet asks the token endpoint for about one token
+// per lifetime instead of one per process. Set Config.Store to use one;
+// package github.com/forteauth/forteauth/redisstore implements it on Redis.
+//
+// A TokenSource consults its Store only when its own cache cannot answer:
+// at start, when a refresh is due, and after Invalidate. It seals every
+// value it stores with AES-256-GCM under a key derived from ClientSecret
+// and bound to the key name, so a Store holds only opaque bytes, under
+// keys that contain no secret; a value that does not open is ignored and
+// replaced. Store errors and slowness never fail a token request: the
+// TokenSource fetches from the endpoint itself, logs the fault once, and
+// tries the Store again a few seconds later.
+//
+// Implementations must be safe for concurrent use.
+type Store interface {
+	// Get returns the value stored under key, or nil and no error if
+	// there is none.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Set stores value under key, to be dropped after ttl.
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+}
+
+// Locker is implemented by a Store that can let one TokenSource at a time,
+// across the fleet, refresh a token. Sources that find the lock held wait
+// a short, bounded time for the holder's new token and then fetch one
+// themselves, so a holder that dies costs at most that wait.
+type Locker interface {
+	// Lock takes the lock named key for ttl unless another holder has
+	// it. It returns a value identifying this holder, and ok false (with
+	// no error) if the lock is held.
+	Lock(ctx context.Context, key string, ttl time.Duration) (owner string, ok bool, err error)
+	// Unlock releases the lock named key if owner still holds it.
+	Unlock(ctx context.Context, key, owner string) error
 }

@@ -70,6 +70,11 @@ type Config struct {
 	// seconds. It is clamped to a quarter of a token's lifetime.
 	ExpiryMargin time.Duration
 
+	// Store, if set, shares tokens with other TokenSources for the same
+	// credentials, usually in other processes, so that a fleet makes about
+	// one token request per token lifetime. See Store.
+	Store Store
+
 	// Logger receives refresh failures, retries and cool-downs: the events
 	// no caller sees as an error. It never receives the secret or a whole
 	// token. If nil, nothing is logged.
@@ -166,6 +171,7 @@ func (c Config) printable() any {
 		HTTPClient    *http.Client
 		RefreshWindow time.Duration
 		ExpiryMargin  time.Duration
+		Store         Store
 		Logger        *slog.Logger
 	}
 	p := Config(c)

@@ -66,6 +66,9 @@ func testSource(t *testing.T, cfg *Config) (*TokenSource, *fakeClock, *sleepReco
 	ts.now = clock.Now
 	ts.fetch.now = clock.Now
 	ts.fetch.sleep = rec.sleep
+	if ts.share != nil {
+		ts.share.now = clock.Now
+	}
 	return ts, clock, rec
 }
 

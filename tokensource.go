@@ -55,6 +55,9 @@ func (c *Config) TokenSource(ctx context.Context) *TokenSource {
 	if u, err := url.Parse(cfg.TokenURL); s.err == nil && err == nil {
 		s.host = u.Host
 	}
+	if s.err == nil && cfg.Store != nil {
+		s.share, s.err = newSharing(&cfg)
+	}
 	return s
 }
 
@@ -106,6 +109,9 @@ type TokenSource struct {
 	failure    atomic.Pointer[failure] // last failed blocking fetch
 	refreshing atomic.Bool             // a background refresh is running
 	group      singleflight.Group
+
+	share    *sharing               // nil without Config.Store
+	rejected atomic.Pointer[string] // the last token invalidated, which the Store may still hold
 }
 
 // Token returns a usable token, as TokenContext with a context that never
@@ -144,6 +150,7 @@ func (s *TokenSource) Invalidate(tok *oauth2.Token) {
 			return
 		}
 		if s.cache.CompareAndSwap(e, nil) {
+			s.rejected.Store(&e.tok.AccessToken)
 			return
 		}
 	}
@@ -231,12 +238,40 @@ func (s *TokenSource) fetchAndStore(seen *entry) func() (any, error) {
 		if f := s.failure.Load(); f != nil && now.Before(f.until) {
 			return nil, f.err
 		}
-		return s.fetchNow()
+		return s.fetchNow(seen)
 	}
 }
 
-// fetchNow fetches a token and records the outcome for fetchAndStore.
-func (s *TokenSource) fetchNow() (any, error) {
+// adoptable returns the test a token from the Store must pass to replace
+// seen: not a token this source invalidated, not seen itself, and usable;
+// for a background refresh of a still-usable token, not itself due for
+// refresh, or the next call would only start another refresh.
+func (s *TokenSource) adoptable(seen *entry) adoptable {
+	rejected := s.rejected.Load()
+	return func(e *entry, now time.Time) bool {
+		switch {
+		case rejected != nil && e.tok.AccessToken == *rejected:
+			return false
+		case seen == nil || seen.state(now) == stale:
+			return e.state(now) != stale && (seen == nil || e.tok.AccessToken != seen.tok.AccessToken)
+		}
+		return e.tok.AccessToken != seen.tok.AccessToken && e.state(now) == fresh
+	}
+}
+
+// fetchNow obtains a token to replace seen, from the Store if there is one
+// and it holds a better token, else from the endpoint; it records the
+// outcome for fetchAndStore.
+func (s *TokenSource) fetchNow(seen *entry) (any, error) {
+	if s.share != nil {
+		e, release := s.share.acquire(s.ctx, s.adoptable(seen), s.cfg.refreshWindow(), s.cfg.expiryMargin())
+		if e != nil {
+			s.cache.Store(e)
+			s.failure.Store(nil)
+			return e, nil
+		}
+		defer release()
+	}
 	tok, sent, err := s.fetch.fetch(s.ctx)
 	now := s.now()
 	if err == nil {
@@ -244,6 +279,9 @@ func (s *TokenSource) fetchNow() (any, error) {
 		if e.state(now) != stale {
 			s.cache.Store(e)
 			s.failure.Store(nil)
+			if s.share != nil {
+				s.share.save(s.ctx, e)
+			}
 			return e, nil
 		}
 		err = fmt.Errorf("%w: the token expires in %ds but the request took %v; check the network path to the token endpoint",
