@@ -121,10 +121,9 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 }
 
 // TokenContext returns a token with at least Config.ExpiryMargin left (or
-// a quarter of its lifetime, if less),
-// waiting for a fetch only if no such token is cached, and no longer than
-// ctx allows. Each call returns a new *oauth2.Token, which the caller may
-// modify.
+// a quarter of its lifetime, if less), waiting for a fetch only if no such
+// token is cached, and no longer than ctx allows. Each call returns a new
+// *oauth2.Token, which the caller may modify.
 //
 // The token's Expiry is the time this source would rather be asked again
 // (plus the 10 s that x/oauth2 subtracts), at most its real expiry, so
