@@ -11,6 +11,9 @@
 //	srv := fortetest.NewServer()
 //	defer srv.Close()
 //	cfg := &forteauth.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+//
+// The command fortetoken fake (cmd/fortetoken) runs a Server as a process
+// of its own, for manual tests and for code in other languages.
 package fortetest
 
 import (
