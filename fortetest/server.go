@@ -11,6 +11,9 @@
 //	srv := fortetest.NewServer()
 //	defer srv.Close()
 //	cfg := &forteauth.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+//
+// The command fortetoken fake (cmd/fortetoken) runs a Server as a process
+// of its own, for manual tests and for code in other languages.
 package fortetest
 
 import (
@@ -20,6 +23,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"mime"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -45,6 +49,11 @@ type Server struct {
 	TokenURL     string // URL + TokenPath: the value for forteauth.Config.TokenURL
 	ClientID     string // the credentials the token endpoint accepts
 	ClientSecret string
+
+	// Listener is what the server will accept connections on. A server
+	// from NewUnstartedServer listens on a random loopback port until
+	// Listener is replaced before Start or StartTLS; see NewUnstartedServer.
+	Listener net.Listener
 
 	hs *httptest.Server
 
@@ -91,16 +100,34 @@ type Stats struct {
 // forteauth allows for loopback hosts only. Tokens last one hour until
 // SetLifetime says otherwise. Close it when done.
 func NewServer() *Server {
-	return start(false)
+	s := NewUnstartedServer()
+	s.Start()
+	return s
 }
 
 // NewTLSServer is NewServer over https, with a certificate that only the
 // client from Server.Client trusts.
 func NewTLSServer() *Server {
-	return start(true)
+	s := NewUnstartedServer()
+	s.StartTLS()
+	return s
 }
 
-func start(tls bool) *Server {
+// NewUnstartedServer returns a Server that is not yet serving, as
+// httptest.NewUnstartedServer does: its Listener is bound to a random
+// loopback port, and URL and TokenURL are empty until Start or StartTLS.
+// To serve on an address of your choice, replace Listener first:
+//
+//	s := fortetest.NewUnstartedServer()
+//	l, err := net.Listen("tcp", "127.0.0.1:8080")
+//	...
+//	s.Listener = l // Start closes the listener it replaces
+//	s.Start()
+//
+// The address should be a loopback one: forteauth sends a secret over
+// plain http only to loopback hosts, and the fake's credentials are
+// public.
+func NewUnstartedServer() *Server {
 	s := &Server{
 		ClientID:     DefaultClientID,
 		ClientSecret: DefaultClientSecret,
@@ -108,14 +135,42 @@ func start(tls bool) *Server {
 		tokens:       make(map[string]time.Time),
 	}
 	s.hs = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
-	if tls {
-		s.hs.StartTLS()
-	} else {
-		s.hs.Start()
+	s.Listener = s.hs.Listener
+	return s
+}
+
+// Start starts serving plain http on Listener. It panics if the server
+// has already been started.
+func (s *Server) Start() {
+	s.useListener()
+	s.hs.Start()
+	s.started()
+}
+
+// StartTLS starts serving https on Listener, with a certificate that only
+// the client from Server.Client trusts. It panics if the server has
+// already been started.
+func (s *Server) StartTLS() {
+	s.useListener()
+	s.hs.StartTLS()
+	s.started()
+}
+
+// useListener hands a replaced Listener to the httptest server, closing
+// the one it had bound, which nothing else would close.
+func (s *Server) useListener() {
+	if s.URL != "" {
+		panic("fortetest: Server already started")
 	}
+	if s.Listener != s.hs.Listener {
+		s.hs.Listener.Close()
+		s.hs.Listener = s.Listener
+	}
+}
+
+func (s *Server) started() {
 	s.URL = s.hs.URL
 	s.TokenURL = s.hs.URL + TokenPath
-	return s
 }
 
 // Close shuts the server down, waiting for requests in progress.

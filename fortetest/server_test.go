@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -298,5 +299,58 @@ func TestTLSServerIsTrustedOnlyThroughItsClient(t *testing.T) {
 	}
 	if _, err := http.Post(s.TokenURL, "application/json", strings.NewReader(credentials(s))); err == nil {
 		t.Fatal("the default client trusted the test certificate")
+	}
+}
+
+func TestUnstartedServerServesOnTheListenerGiven(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		s := NewUnstartedServer()
+		if s.URL != "" || s.TokenURL != "" {
+			t.Fatalf("unstarted server has URL %q, TokenURL %q; want both empty", s.URL, s.TokenURL)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		replaced := s.Listener
+		// Should Start leave it open, Accept fails by this deadline instead of hanging.
+		replaced.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+		s.Listener = l
+		if tls {
+			s.StartTLS()
+		} else {
+			s.Start()
+		}
+		scheme := map[bool]string{false: "http", true: "https"}[tls]
+		if want := scheme + "://" + l.Addr().String(); s.URL != want || s.TokenURL != want+TokenPath {
+			t.Fatalf("URL %q, TokenURL %q; want the given listener's address %q", s.URL, s.TokenURL, want)
+		}
+		if resp, _ := post(t, s.Client(), s.TokenURL, "application/json", credentials(s)); resp.StatusCode != 201 {
+			t.Fatalf("token request on the given listener: status %d", resp.StatusCode)
+		}
+		if _, err := replaced.Accept(); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("the listener that Start replaced: Accept = %v, want it closed", err)
+		}
+		s.Close()
+	}
+}
+
+func TestStartingTwicePanics(t *testing.T) {
+	s := NewServer()
+	defer s.Close()
+	defer func() {
+		if recover() == nil {
+			t.Fatal("second Start did not panic")
+		}
+	}()
+	s.Start()
+}
+
+func TestUnstartedServerCanBeClosed(t *testing.T) {
+	s := NewUnstartedServer()
+	l := s.Listener
+	s.Close()
+	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close = %v, want the listener closed", err)
 	}
 }

@@ -1,0 +1,110 @@
+// Command sdk uses the tiny SDK in package forteapi in the three ways its
+// users can authenticate it, offline against the fake Forte server.
+//
+//	go run ./examples/sdk
+//
+// Read forteapi's source for the SDK author's side, and docs/embedding.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/http"
+
+	"github.com/forteauth/forteauth"
+	"github.com/forteauth/forteauth/examples/sdk/forteapi"
+	"github.com/forteauth/forteauth/fortetest"
+)
+
+func main() {
+	if err := run(); err != nil {
+		log.Fatal("sdk: ", err)
+	}
+}
+
+// resource is what the fake API answers: the path it was asked for.
+type resource struct {
+	Path string `json:"path"`
+}
+
+func run() error {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	ctx := context.Background()
+	cfg := &forteauth.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+
+	// 1. A user with an authenticating client of their own shares it, and
+	// its token, between the SDK and their direct calls.
+	hc := cfg.Client(ctx)
+	api, err := forteapi.New(srv.URL, hc)
+	if err != nil {
+		return err
+	}
+	if err := show(ctx, "1. New(url, cfg.Client(ctx))", api, "/v3/payments/1"); err != nil {
+		return err
+	}
+	resp, err := hc.Get(srv.URL + "/v3/direct-call")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("direct call: %s", resp.Status)
+	}
+	fmt.Printf("   direct call through the same client: %s\n", resp.Status)
+	if err := want(srv, 1); err != nil {
+		return err
+	}
+
+	// 2. A user shares one TokenSource between two SDK clients (say, for
+	// two API versions): one token serves both.
+	ts := cfg.TokenSource(ctx)
+	v1, err := forteapi.NewFromTokenSource(srv.URL, ts)
+	if err != nil {
+		return err
+	}
+	v2, err := forteapi.NewFromTokenSource(srv.URL, ts)
+	if err != nil {
+		return err
+	}
+	if err := show(ctx, "2. NewFromTokenSource(url, ts), client A", v1, "/v3/payments/2"); err != nil {
+		return err
+	}
+	if err := show(ctx, "2. NewFromTokenSource(url, ts), client B", v2, "/v3/payments/3"); err != nil {
+		return err
+	}
+	if err := want(srv, 2); err != nil {
+		return err
+	}
+
+	// 3. A user with nothing but credentials hands the SDK a Config.
+	fromCfg, err := forteapi.NewFromConfig(ctx, srv.URL, cfg)
+	if err != nil {
+		return err
+	}
+	if err := show(ctx, "3. NewFromConfig(ctx, url, cfg)", fromCfg, "/v3/payments/4"); err != nil {
+		return err
+	}
+	return want(srv, 3)
+}
+
+func show(ctx context.Context, what string, api *forteapi.Client, path string) error {
+	var r resource
+	if err := api.Get(ctx, path, &r); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	fmt.Printf("%s: GET %s\n", what, r.Path)
+	return nil
+}
+
+// want checks that the server has issued tokens tokens so far, one per
+// way of authenticating, and rejected no API request.
+func want(srv *fortetest.Server, tokens int) error {
+	st := srv.Stats()
+	fmt.Printf("   token requests so far: %d\n", st.TokenRequests)
+	if st.TokenRequests != tokens || st.APIRejected != 0 {
+		return fmt.Errorf("server saw %+v; want %d token requests and nothing rejected", st, tokens)
+	}
+	return nil
+}
