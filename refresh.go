@@ -103,7 +103,7 @@ func (f *fetcher) fetch(ctx context.Context) (*oauth2.Token, time.Time, error) {
 		}
 		wait = max(wait, doubling(f.retry.base, f.retry.max, n))
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			f.log.Warn("forteauth: not retrying token request: the wait it asks for exceeds the fetch budget",
+			f.log.Warn("forteauth: not retrying token request: the wait before the next attempt is longer than the time left",
 				"attempt", n, "wait", wait, "error", err)
 			return nil, time.Time{}, err
 		}
@@ -251,8 +251,13 @@ func (e *statusError) Error() string {
 	case c == http.StatusNotFound || c == http.StatusMethodNotAllowed:
 		b.WriteString("; check TokenURL")
 	case c >= 300 && c < 400:
-		fmt.Fprintf(&b, " to %q; set TokenURL to the final URL (token requests do not follow redirects)", resp.Header.Get("Location"))
-	case c == http.StatusTooManyRequests || c >= 500:
+		if loc := resp.Header.Get("Location"); loc != "" {
+			fmt.Fprintf(&b, " to %q", loc)
+		}
+		b.WriteString("; set TokenURL to the final URL (token requests do not follow redirects)")
+	case c == http.StatusNotImplemented || c == http.StatusHTTPVersionNotSupported:
+		b.WriteString("; something between here and Forte does not support this request; check proxies and TokenURL")
+	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500:
 		b.WriteString("; the token endpoint is overloaded or down")
 	}
 	return b.String()

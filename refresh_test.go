@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -1059,5 +1060,33 @@ func TestConfigTokenPrefersConfigHTTPClientOverContext(t *testing.T) {
 	}
 	if n := ctxTransport.n.Load(); n != 0 {
 		t.Errorf("the context's client sent %d requests, want 0", n)
+	}
+}
+
+func TestStatusErrorSaysWhatToDo(t *testing.T) {
+	cases := []struct {
+		status   int
+		location string
+		want     string
+		not      string
+	}{
+		{401, "", "check ClientID and ClientSecret", ""},
+		{404, "", "check TokenURL", ""},
+		{302, "https://elsewhere.example/token", `to "https://elsewhere.example/token"; set TokenURL`, ""},
+		{302, "", "302 Found; set TokenURL to the final URL", `to ""`},
+		{408, "", "overloaded or down", ""},
+		{503, "", "overloaded or down", ""},
+		{501, "", "does not support this request", "overloaded"},
+	}
+	f := &fetcher{clientSecret: "s3cr3t-value-XYZ", now: time.Now}
+	for _, c := range cases {
+		resp := &http.Response{StatusCode: c.status, Status: fmt.Sprintf("%d %s", c.status, http.StatusText(c.status)), Header: http.Header{}}
+		if c.location != "" {
+			resp.Header.Set("Location", c.location)
+		}
+		msg := f.statusError(resp, nil).Error()
+		if !strings.HasPrefix(msg, "forteauth: ") || !strings.Contains(msg, c.want) || c.not != "" && strings.Contains(msg, c.not) {
+			t.Errorf("%d: %q, want it to contain %q", c.status, msg, c.want)
+		}
 	}
 }
