@@ -27,8 +27,10 @@
 //	Lock    SET key owner NX PX ttl    (owner: 128 random bits, hex)
 //	Unlock  EVALSHA (or EVAL) of a compare-and-delete script
 //
-// An ACL user for the Store needs these commands on keys matching
-// "forteauth:*" and nothing else.
+// An ACL user for the Store needs these commands, and DEL (which the
+// unlock script runs), on keys matching "forteauth:*", and nothing else:
+//
+//	ACL SETUSER forteauth on >password ~forteauth:* +get +set +del +evalsha +eval
 //
 // Every call returns when its context ends, even if the client would wait
 // longer: go-redis applies a context's deadline to its socket reads only
