@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"strings"
+	"testing"
 
 	"github.com/forteauth/forteauth"
 	"github.com/forteauth/forteauth/redisstore"
@@ -36,4 +38,30 @@ func ExampleNew() {
 		return
 	}
 	defer resp.Body.Close()
+}
+
+// TestREADMEExampleIsExampleNew keeps the README's Redis example and
+// ExampleNew the same code, so that the README's compiles.
+func TestREADMEExampleIsExampleNew(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "## Sharing tokens across a fleet (Redis)")
+	_, block, ok2 := strings.Cut(section, "```go\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("no Go block in the README's section on Redis")
+	}
+	src, err := os.ReadFile("example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body strings.Builder
+	for line := range strings.Lines(string(src)) {
+		body.WriteString(strings.TrimPrefix(line, "\t"))
+	}
+	if !strings.Contains(body.String(), block) {
+		t.Errorf("the README's example is not in ExampleNew; make them the same:\n%s", block)
+	}
 }
