@@ -175,6 +175,7 @@ func BenchmarkFleetTokenRequests(b *testing.B) {
 			l := lifetimesIn(run.elapsed)
 			b.ReportMetric(0, "ns/op")
 			b.ReportMetric(float64(n), "processes")
+			b.ReportMetric(run.elapsed.Seconds(), "elapsed-s")
 			b.ReportMetric(float64(l), "lifetimes")
 			b.ReportMetric(float64(run.requests), "token-requests")
 			b.ReportMetric(float64(run.stats.APIExpired), "expired-tokens-used")
@@ -183,50 +184,44 @@ func BenchmarkFleetTokenRequests(b *testing.B) {
 }
 
 // BenchmarkTokenCacheHit measures Token while the cached token is fresh,
-// with and without a Redis store: the store must add nothing.
+// with and without a Redis store, from one goroutine and from GOMAXPROCS:
+// the store must add nothing.
 func BenchmarkTokenCacheHit(b *testing.B) {
-	for _, shared := range []bool{false, true} {
-		name := "store=none"
-		if shared {
-			name = "store=redis"
-		}
-		b.Run(name, func(b *testing.B) {
-			srv := newServer(b, time.Hour)
-			var store forteauth.Store
+	for _, mode := range []string{"serial", "parallel"} {
+		for _, shared := range []bool{false, true} {
+			name := mode + "/store=none"
 			if shared {
-				store = newStore(b, sharedAddr)
+				name = mode + "/store=redis"
 			}
-			ts := configFor(srv, store, nil).TokenSource(context.Background())
-			if _, err := ts.Token(); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
+			b.Run(name, func(b *testing.B) {
+				srv := newServer(b, time.Hour)
+				var store forteauth.Store
+				if shared {
+					store = newStore(b, sharedAddr)
+				}
+				ts := configFor(srv, store, nil).TokenSource(context.Background())
 				if _, err := ts.Token(); err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
-		b.Run(name+"/parallel", func(b *testing.B) {
-			srv := newServer(b, time.Hour)
-			var store forteauth.Store
-			if shared {
-				store = newStore(b, sharedAddr)
-			}
-			ts := configFor(srv, store, nil).TokenSource(context.Background())
-			if _, err := ts.Token(); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := ts.Token(); err != nil {
-						b.Error(err)
-						return
+				b.ReportAllocs()
+				if mode == "serial" {
+					for b.Loop() {
+						if _, err := ts.Token(); err != nil {
+							b.Fatal(err)
+						}
 					}
+					return
 				}
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := ts.Token(); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
 			})
-		})
+		}
 	}
 }
