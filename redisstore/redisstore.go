@@ -1,0 +1,201 @@
+// Package redisstore lets the TokenSources of a fleet share one Forte token
+// through Redis: it implements forteauth.Store and forteauth.Locker on a
+// go-redis client.
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"}) // or a Sentinel or Cluster client
+//	cfg := &forteauth.Config{
+//		ClientID:     os.Getenv("FORTE_CLIENT_ID"),
+//		ClientSecret: os.Getenv("FORTE_CLIENT_SECRET"),
+//		TokenURL:     forteauth.ProductionTokenURL,
+//		Store:        redisstore.New(rdb),
+//	}
+//	client := cfg.Client(ctx)
+//
+// The TokenSource does the rest: it derives the key name (which holds no
+// secret), seals every value with AES-256-GCM under a key derived from the
+// client secret, opens and checks what it reads, and falls back to the
+// token endpoint when Redis fails, is slow or is full. A Store therefore
+// stores opaque bytes only, and Redis never sees a token or the secret in
+// clear. docs/store.md in the repository says exactly what is stored and
+// what happens when Redis fails.
+//
+// The Store uses these commands, each on a single key, so it works the
+// same on a single node, behind Sentinel and on a Cluster:
+//
+//	Get     GET key
+//	Set     SET key value PX ttl
+//	Lock    SET key owner NX PX ttl    (owner: 128 random bits, hex)
+//	Unlock  EVALSHA (or EVAL) of a compare-and-delete script
+//
+// An ACL user for the Store needs these commands, and DEL (which the
+// unlock script runs), on keys matching "forteauth:*", and nothing else:
+//
+//	ACL SETUSER forteauth on >password ~forteauth:* +get +set +del +evalsha +eval
+//
+// Every call returns when its context ends, even if the client would wait
+// longer: go-redis applies a context's deadline to its socket reads only
+// with Options.ContextTimeoutEnabled, and otherwise waits for ReadTimeout
+// (5 s by default) on a Redis that has stopped answering. The abandoned
+// command finishes in the background, within the client's own timeouts.
+//
+// This is a separate Go module, so that programs that do not share tokens
+// through Redis do not depend on go-redis. While the core module
+// github.com/forteauth/forteauth is not published, this module's go.mod
+// points at it with a replace directive (../); a program that uses both
+// from a checkout needs the same replace.
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/forteauth/forteauth"
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	_ forteauth.Store  = (*Store)(nil)
+	_ forteauth.Locker = (*Store)(nil)
+)
+
+// releaseTimeout bounds the release of a lock that was taken after its
+// caller had stopped waiting for it.
+const releaseTimeout = 5 * time.Second
+
+// Store is a forteauth.Store and forteauth.Locker on Redis. It is safe for
+// concurrent use. Set it as forteauth.Config.Store; it is not meant to be
+// called directly.
+type Store struct {
+	c redis.UniversalClient
+}
+
+// New returns a Store that keeps values and locks in the Redis that c
+// talks to: a *redis.Client, a failover (Sentinel) client, a
+// *redis.ClusterClient or a *redis.Ring. The Store does not close c.
+func New(c redis.UniversalClient) *Store {
+	return &Store{c: c}
+}
+
+// unlockScript deletes KEYS[1] only if it still holds ARGV[1], the owner
+// that took the lock, so that a holder whose lock expired and was taken by
+// another cannot release the other's lock.
+var unlockScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("DEL", KEYS[1])
+end
+return 0
+`)
+
+// Get returns the value stored under key, or nil and no error if there is
+// none (or it has expired).
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	return do(ctx, func() ([]byte, error) {
+		v, err := s.c.Get(ctx, key).Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return nil, nil
+		case err != nil:
+			return nil, fmt.Errorf("redisstore: GET %s: %w", key, err)
+		}
+		return v, nil
+	})
+}
+
+// Set stores value under key for ttl, rounded up to a whole millisecond
+// (SET key value PX ttl).
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	_, err := do(ctx, func() (struct{}, error) {
+		cmd := redis.NewStatusCmd(ctx, "set", key, value, "px", millis(ttl))
+		if err := s.c.Process(ctx, cmd); err != nil {
+			return struct{}{}, fmt.Errorf("redisstore: SET %s: %w", key, err)
+		}
+		return struct{}{}, nil
+	})
+	return err
+}
+
+// Lock takes the lock named key for ttl, rounded up to a whole
+// millisecond, unless it is held (SET key owner NX PX ttl). owner is 128
+// random bits in hex, to be passed to Unlock. A lock held by another gives
+// ok false and no error.
+//
+// If ctx ends before Redis answers, Lock returns ctx's error; should the
+// lock turn out to have been taken all the same, it is released in the
+// background.
+func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (owner string, ok bool, err error) {
+	var b [16]byte
+	rand.Read(b[:]) // never fails since Go 1.24
+	me := hex.EncodeToString(b[:])
+	taken := make(chan bool, 1)
+	ok, err = do(ctx, func() (bool, error) {
+		cmd := redis.NewBoolCmd(ctx, "set", key, me, "nx", "px", millis(ttl))
+		err := s.c.Process(ctx, cmd)
+		taken <- err == nil && cmd.Val()
+		if err != nil {
+			return false, fmt.Errorf("redisstore: SET %s NX: %w", key, err)
+		}
+		return cmd.Val(), nil
+	})
+	switch {
+	case err != nil:
+		go func() { // do may have given up on a SET that succeeds later
+			if <-taken {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+				defer cancel()
+				s.Unlock(rctx, key, me)
+			}
+		}()
+		return "", false, err
+	case !ok:
+		return "", false, nil
+	}
+	return me, true, nil
+}
+
+// Unlock releases the lock named key if owner still holds it, with a
+// compare-and-delete script; a lock that expired and was taken by another
+// holder is left alone.
+func (s *Store) Unlock(ctx context.Context, key, owner string) error {
+	_, err := do(ctx, func() (struct{}, error) {
+		if err := unlockScript.Run(ctx, s.c, []string{key}, owner).Err(); err != nil {
+			return struct{}{}, fmt.Errorf("redisstore: unlock %s: %w", key, err)
+		}
+		return struct{}{}, nil
+	})
+	return err
+}
+
+// do runs f and returns its result, or ctx's error as soon as ctx ends if
+// that comes first. f goes on in the background until the client gives
+// up on it.
+func do[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	if ctx.Done() == nil {
+		return f()
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("redisstore: no answer from Redis: %w", context.Cause(ctx))
+	}
+}
+
+// millis is ttl in whole milliseconds, rounded up and at least 1, as PX
+// takes it.
+func millis(ttl time.Duration) int64 {
+	return max(1, int64((ttl+time.Millisecond-1)/time.Millisecond))
+}

@@ -1,0 +1,245 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/forteauth/forteauth/redisstore"
+	"github.com/redis/go-redis/v9"
+)
+
+func testKey() string { return "forteauth:test:" + randomHex(8) }
+
+func TestGetOfAMissingKeyIsNil(t *testing.T) {
+	v, err := newStore(t, sharedAddr).Get(context.Background(), testKey())
+	if v != nil || err != nil {
+		t.Fatalf("Get = %q, %v; want nil, nil", v, err)
+	}
+}
+
+func TestSetStoresBytesWithAMillisecondTTL(t *testing.T) {
+	rdb := newClient(t, sharedAddr)
+	s := redisstore.New(rdb)
+	ctx := context.Background()
+	key := testKey()
+	value := []byte{1, 0, 0xff, '\r', '\n', 0}
+	if err := s.Set(ctx, key, value, 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > 1500*time.Millisecond {
+		t.Fatalf("PTTL = %v, want (0, 1.5s]", ttl)
+	}
+	if got, err := s.Get(ctx, key); err != nil || !bytes.Equal(got, value) {
+		t.Fatalf("Get = %q, %v; want %q", got, err, value)
+	}
+	// A TTL under a millisecond is rounded up to one, not refused.
+	if err := s.Set(ctx, testKey(), value, time.Microsecond); err != nil {
+		t.Fatalf("Set with a 1µs TTL: %v", err)
+	}
+	// The value expires.
+	eventually(t, 10*time.Second, "the value to expire", func() bool {
+		v, err := s.Get(ctx, key)
+		return v == nil && err == nil
+	})
+}
+
+func TestLockIsExclusive(t *testing.T) {
+	rdb := newClient(t, sharedAddr)
+	a, b := redisstore.New(rdb), newStore(t, sharedAddr)
+	ctx := context.Background()
+	key := testKey()
+	owner, ok, err := a.Lock(ctx, key, time.Minute)
+	if err != nil || !ok || !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(owner) {
+		t.Fatalf("Lock = %q, %v, %v; want a 128-bit hex owner", owner, ok, err)
+	}
+	if got := rdb.Get(ctx, key).Val(); got != owner {
+		t.Fatalf("the lock holds %q, want the owner %q", got, owner)
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("the lock's PTTL = %v, want (0, 1m]", ttl)
+	}
+	for _, s := range []*redisstore.Store{a, b} {
+		if o, ok, err := s.Lock(ctx, key, time.Minute); o != "" || ok || err != nil {
+			t.Fatalf("Lock of a held lock = %q, %v, %v; want \"\", false, nil", o, ok, err)
+		}
+	}
+}
+
+func TestLockOwnersDiffer(t *testing.T) {
+	s := newStore(t, sharedAddr)
+	seen := map[string]bool{}
+	for range 100 {
+		owner, ok, err := s.Lock(context.Background(), testKey(), time.Minute)
+		if err != nil || !ok || seen[owner] {
+			t.Fatalf("Lock = %q, %v, %v; owners must be new each time", owner, ok, err)
+		}
+		seen[owner] = true
+	}
+}
+
+func TestLockExpires(t *testing.T) {
+	s := newStore(t, sharedAddr)
+	ctx := context.Background()
+	key := testKey()
+	if _, ok, err := s.Lock(ctx, key, 100*time.Millisecond); !ok || err != nil {
+		t.Fatalf("Lock: %v, %v", ok, err)
+	}
+	eventually(t, 10*time.Second, "the lock to expire and be taken again", func() bool {
+		_, ok, err := s.Lock(ctx, key, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	})
+}
+
+func TestUnlockDeletesOnlyItsOwnLock(t *testing.T) {
+	rdb := newClient(t, sharedAddr)
+	s := redisstore.New(rdb)
+	ctx := context.Background()
+	key := testKey()
+
+	owner, _, _ := s.Lock(ctx, key, time.Minute)
+	if err := s.Unlock(ctx, key, "0123456789abcdef0123456789abcdef"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rdb.Get(ctx, key).Val(); got != owner {
+		t.Fatalf("Unlock by another owner deleted the lock (it holds %q)", got)
+	}
+	if err := s.Unlock(ctx, key, owner); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.Exists(ctx, key).Val(); n != 0 {
+		t.Fatal("Unlock by the owner left the lock")
+	}
+
+	// A holder whose lock expired and was taken by another does not
+	// release the other's.
+	old, _, _ := s.Lock(ctx, key, 50*time.Millisecond)
+	var current string
+	eventually(t, 10*time.Second, "the lock to expire and be taken by another", func() bool {
+		o, ok, err := s.Lock(ctx, key, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		current = o
+		return ok
+	})
+	if err := s.Unlock(ctx, key, old); err != nil {
+		t.Fatal(err)
+	}
+	if got := rdb.Get(ctx, key).Val(); got != current {
+		t.Fatalf("the old holder's Unlock released the new holder's lock (it holds %q)", got)
+	}
+	// Unlocking what is not locked is no error.
+	if err := s.Unlock(ctx, testKey(), old); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnlockAfterScriptFlush(t *testing.T) {
+	r := privateRedis(t)
+	rdb := newClient(t, r.addr)
+	s := redisstore.New(rdb)
+	ctx := context.Background()
+	for range 2 {
+		owner, _, _ := s.Lock(ctx, "l", time.Minute)
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Unlock(ctx, "l", owner); err != nil {
+			t.Fatal(err)
+		}
+		if rdb.Exists(ctx, "l").Val() != 0 {
+			t.Fatal("Unlock after SCRIPT FLUSH left the lock")
+		}
+	}
+}
+
+// TestErrorsNameThePackage: with nothing listening, every call fails with
+// an error that starts "redisstore: ".
+func TestErrorsNameThePackage(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s := newStore(t, addr, func(o *redis.Options) { o.MaxRetries = -1; o.DialerRetries = 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, getErr := s.Get(ctx, "k")
+	setErr := s.Set(ctx, "k", []byte("v"), time.Second)
+	_, _, lockErr := s.Lock(ctx, "k", time.Second)
+	unlockErr := s.Unlock(ctx, "k", "o")
+	for name, err := range map[string]error{"Get": getErr, "Set": setErr, "Lock": lockErr, "Unlock": unlockErr} {
+		if err == nil || !strings.HasPrefix(err.Error(), "redisstore: ") {
+			t.Errorf("%s: %v, want an error starting with \"redisstore: \"", name, err)
+		}
+	}
+}
+
+// TestCallsReturnWhenTheContextEnds: with Redis hung and a client that
+// would wait 30 s, every call returns when its context ends.
+func TestCallsReturnWhenTheContextEnds(t *testing.T) {
+	t.Parallel()
+	r := privateRedis(t)
+	rdb := newClient(t, r.addr, func(o *redis.Options) { o.ReadTimeout, o.WriteTimeout = 30*time.Second, 30*time.Second })
+	var unlocks atomic.Int64
+	rdb.AddHook(scriptHook{&unlocks})
+	s := redisstore.New(rdb)
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.pause()
+	defer r.resume()
+
+	call := func(name string, f func(ctx context.Context) error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := f(ctx)
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("%s took %v with a 200ms context", name, took)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "redisstore: ") {
+			t.Errorf("%s: %v, want a redisstore error wrapping context.DeadlineExceeded", name, err)
+		}
+	}
+	call("Get", func(ctx context.Context) error { _, err := s.Get(ctx, "k"); return err })
+	call("Set", func(ctx context.Context) error { return s.Set(ctx, "k", []byte("v"), time.Minute) })
+	call("Unlock", func(ctx context.Context) error { return s.Unlock(ctx, "other", "o") })
+	before := unlocks.Load()
+	call("Lock", func(ctx context.Context) error { _, _, err := s.Lock(ctx, "l", time.Minute); return err })
+
+	// The lock that Redis grants once it answers again has no holder
+	// waiting for it: the Store releases it.
+	r.resume()
+	eventually(t, 20*time.Second, "the abandoned lock to be released", func() bool {
+		return unlocks.Load() > before && rdb.Exists(context.Background(), "l").Val() == 0
+	})
+}
+
+// scriptHook counts the unlock script's successful runs on key "l".
+type scriptHook struct{ n *atomic.Int64 }
+
+func (h scriptHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h scriptHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if name, args := cmd.Name(), cmd.Args(); (name == "evalsha" || name == "eval") && len(args) > 3 && args[3] == "l" && err == nil {
+			h.n.Add(1)
+		}
+		return err
+	}
+}
+func (h scriptHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
