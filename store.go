@@ -48,6 +48,7 @@ type sharing struct {
 	mu        sync.Mutex
 	downUntil time.Time // the Store failed; leave it alone until then
 	down      bool      // the failure has been logged
+	bad       string    // the last value that did not open, logged once
 }
 
 func newSharing(c *Config) (*sharing, error) {
@@ -200,7 +201,9 @@ func (sh *sharing) load(ctx context.Context, ok adoptable, window, margin time.D
 	}
 	tok, sent, err := sh.open(v)
 	if err != nil {
-		sh.log.Warn("forteauth: ignoring the token store's value; it will be replaced", "key", sh.key, "error", err)
+		if sh.firstSight(v) {
+			sh.log.Warn("forteauth: ignoring the token store's value; it will be replaced", "key", sh.key, "error", err)
+		}
 		return nil, nil
 	}
 	e := newEntry(tok, sent, window, margin)
@@ -221,6 +224,19 @@ func (sh *sharing) save(ctx context.Context, e *entry) {
 	if err := sh.store.Set(sctx, sh.key, sh.seal(e), ttl); err != nil {
 		sh.fault("set", err)
 	}
+}
+
+// firstSight reports whether v differs from the last bad value seen, so that
+// a bad value read again (after taking the lock, or while waiting for it)
+// is logged once.
+func (sh *sharing) firstSight(v []byte) bool {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.bad == string(v) {
+		return false
+	}
+	sh.bad = string(v)
+	return true
 }
 
 func (sh *sharing) usable() bool {
