@@ -1,0 +1,229 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"time"
+)
+
+// benchRuns holds each benchmark's results, one per run.
+type benchRuns map[string][]result
+
+func (b *benchRuns) add(m map[string]result) {
+	if *b == nil {
+		*b = benchRuns{}
+	}
+	for name, r := range m {
+		(*b)[name] = append((*b)[name], r)
+	}
+}
+
+// median returns the median of f over name's runs, NaN if it has none.
+func (b benchRuns) median(name string, f func(result) float64) float64 {
+	var v []float64
+	for _, r := range b[name] {
+		v = append(v, f(r))
+	}
+	return median(v)
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	v = slices.Sorted(slices.Values(v))
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
+}
+
+func ns(r result) float64      { return r.ns }
+func allocs(r result) float64  { return r.allocs }
+func bytesOp(r result) float64 { return r.bytes }
+
+// report is everything measured, ready to print.
+type report struct {
+	opts      options
+	args      string
+	machine   machine
+	bench     benchRuns
+	storms    []stormResult
+	unscaled  stormResult   // one storm of the anchor with x/oauth2's default early expiry
+	unscaledD time.Duration // the length it was asked to run
+	mems      []memResult
+}
+
+// The refresh point of a token with forteauth's defaults, as a share of a
+// short token's lifetime: the window (clamped to half the lifetime) opens
+// at 1/2, and the random start falls in the first half of the span to the
+// stale point (a quarter of the lifetime before expiry), so before 5/8.
+// See docs/cache.md.
+const (
+	refreshOpens  = 0.5
+	refreshLatest = 0.625
+)
+
+func (r *report) write(w io.Writer) {
+	m := r.machine
+	fmt.Fprintf(w, "Measured %s on %d × %s, %s; 1-minute load average %s at the start, %s at the end.\n\n",
+		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.model, m.goVersion, m.loadStart, m.loadEnd)
+	cmd := ".ci/bench"
+	if r.args != "" {
+		cmd += " " + r.args
+	}
+	o := r.opts
+	fmt.Fprintf(w, "Command: `%s`: %d runs of the go test benchmarks (`-benchtime %s`), %d storms of %v per library, %d memory runs of %d sources per library. Figures are medians of the runs unless marked worst.\n\n",
+		cmd, o.count, o.benchtime, o.storms, o.stormD, o.mems, o.sources)
+
+	fmt.Fprintln(w, "| metric | forteauth | x/oauth2 | ratio | target | met? |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
+	copyNs := r.bench.median("Floor/op=token-copy", ns)
+	r.timeRow(w, "`Token()` cache hit, 1 goroutine", "TokenCacheHit", 1.25, copyNs)
+	r.allocRow(w, "`Token()` cache hit, 1 goroutine, allocs/op", "TokenCacheHit", 1)
+	r.timeRow(w, "`Token()` cache hit, `RunParallel`", "TokenCacheHitParallel", 1.0, copyNs)
+	r.allocRow(w, "`Token()` cache hit, `RunParallel`, allocs/op", "TokenCacheHitParallel", 1)
+	r.timeRow(w, "`Transport.RoundTrip` over a no-op base", "TransportRoundTrip", 0.7, math.NaN())
+	r.allocRow(w, "`Transport.RoundTrip`, allocs/op", "TransportRoundTrip", 3)
+	fa, an := r.bench.median("TransportRoundTrip/lib=forteauth", bytesOp), r.bench.median("TransportRoundTrip/lib=oauth2", bytesOp)
+	fmt.Fprintf(w, "| `Transport.RoundTrip`, B/op | %.0f | %.0f | %s | — | — |\n", fa, an, ratio(fa, an))
+	r.stormRows(w)
+	r.memRow(w)
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Floors, from the same runs and with the same live heap as the benchmarks above:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| operation | ns/op | allocs/op |")
+	fmt.Fprintln(w, "| --- | --- | --- |")
+	for _, f := range []struct{ what, name string }{
+		{"`time.Now()`", "Floor/op=time.Now"},
+		{"copy a 112-byte `*oauth2.Token` to the heap", "Floor/op=token-copy"},
+		{"`req.Clone` + `Header.Set` (request with 2 headers)", "Floor/op=clone-set-header"},
+	} {
+		fmt.Fprintf(w, "| %s | %s | %.0f |\n", f.what, nsString(r.bench.median(f.name, ns)), r.bench.median(f.name, allocs))
+	}
+	fa, an = r.bench.median("TokenCacheHit/lib=forteauth", ns), r.bench.median("TokenCacheHit/lib=oauth2", ns)
+	fmt.Fprintf(w, "| forteauth `Token()`, 1 goroutine, less one token copy | %s (x/oauth2: %s, %s) | — |\n", nsString(fa-copyNs), nsString(an), ratio(fa-copyNs, an))
+	if u := r.unscaled; u.Lib != "" {
+		fmt.Fprintf(w, "\nThe x/oauth2 storm column uses `ReuseTokenSourceWithExpiry` with x/oauth2's 10 s early expiry scaled to the %v token (%v). With the unscaled default, in one storm of %v (which took %v to drain), every call fetched, one at a time under the wrapper's mutex: %d endpoint requests for %d calls, %d of them blocked > %v, the slowest %v.\n",
+			u.Lifetime, dur(float64(scaledEarly(u.Lifetime))), r.unscaledD, u.Duration.Round(100*time.Millisecond), u.Requests, u.Calls, u.Blocked, u.Threshold, u.Max.Round(time.Millisecond))
+	}
+}
+
+func scaledEarly(life time.Duration) time.Duration { return life / 360 }
+
+// timeRow prints a ns/op row with its target ratio; copyNs, if a number,
+// is the token-copy floor to name when the target is missed.
+func (r *report) timeRow(w io.Writer, what, name string, target, copyNs float64) {
+	fa, an := r.bench.median(name+"/lib=forteauth", ns), r.bench.median(name+"/lib=oauth2", ns)
+	met := yes(fa <= target*an)
+	if fa > target*an && !math.IsNaN(copyNs) {
+		met += fmt.Sprintf("; less the one token copy per call (floor below): %s", ratio(fa-copyNs, an))
+	}
+	fmt.Fprintf(w, "| %s | %s | %s | %s | ≤ %.2fx | %s |\n", what, nsString(fa), nsString(an), ratio(fa, an), target, met)
+}
+
+func (r *report) allocRow(w io.Writer, what, name string, limit float64) {
+	fa, an := r.bench.median(name+"/lib=forteauth", allocs), r.bench.median(name+"/lib=oauth2", allocs)
+	fmt.Fprintf(w, "| %s | %.0f | %.0f | — | ≤ %.0f | %s |\n", what, fa, an, limit, yes(fa <= limit))
+}
+
+func (r *report) stormRows(w io.Writer) {
+	by := map[string][]stormResult{}
+	for _, s := range r.storms {
+		by[s.Lib] = append(by[s.Lib], s)
+	}
+	fa, an := by["forteauth"], by["oauth2"]
+	if len(fa) == 0 || len(an) == 0 {
+		return
+	}
+	s := fa[0]
+	lifetimes := s.Duration.Seconds() / s.Lifetime.Seconds()
+	lifetimes = math.Round(lifetimes*10) / 10
+	lo, hi := math.Floor(lifetimes/refreshLatest), lifetimes/refreshOpens+1
+	req := func(l []stormResult) float64 {
+		return medianOf(l, func(s stormResult) float64 { return float64(s.Requests) })
+	}
+	faReq := req(fa)
+	fmt.Fprintf(w, "| storm: token endpoint requests in %.0f s (%.0f lifetimes of %v, endpoint latency %v, %d callers) | %.0f | %.0f | — | ≈ %.0f ÷ %.1f = %.0f (%.0f–%.0f with the jittered start) | %s |\n",
+		s.Duration.Seconds(), lifetimes, s.Lifetime, s.Latency, s.Goroutines, faReq, req(an), lifetimes, refreshOpens, lifetimes/refreshOpens, lo, hi, yes(faReq >= lo && faReq <= hi))
+	worst := func(l []stormResult, f func(stormResult) float64) float64 {
+		m := 0.0
+		for _, s := range l {
+			m = max(m, f(s))
+		}
+		return m
+	}
+	blocked := func(s stormResult) float64 { return float64(s.Blocked) }
+	faBlocked := worst(fa, blocked)
+	fmt.Fprintf(w, "| storm: calls blocked > %v after the first token (worst run; of about %.0f calls) | %.0f | %.0f | — | 0 | %s |\n",
+		s.Threshold, medianOf(fa, func(s stormResult) float64 { return float64(s.After) }), faBlocked, worst(an, blocked), yes(faBlocked == 0))
+	p99 := func(s stormResult) float64 { return float64(s.P99) }
+	fmt.Fprintf(w, "| storm: p99 caller latency after the first token | %v | %v | — | — | — |\n",
+		dur(medianOf(fa, p99)), dur(medianOf(an, p99)))
+	mx := func(s stormResult) float64 { return float64(s.Max) }
+	fmt.Fprintf(w, "| storm: max caller latency after the first token (worst run) | %v | %v | — | — | — |\n",
+		dur(worst(fa, mx)), dur(worst(an, mx)))
+	errs := func(s stormResult) float64 { return float64(s.Errors) }
+	if e := worst(fa, errs) + worst(an, errs); e > 0 {
+		fmt.Fprintf(w, "| storm: failed calls (worst run) | %.0f | %.0f | — | 0 | %s |\n", worst(fa, errs), worst(an, errs), yes(worst(fa, errs) == 0))
+	}
+}
+
+func (r *report) memRow(w io.Writer) {
+	by := map[string][]float64{}
+	n := 0
+	for _, m := range r.mems {
+		by[m.Lib] = append(by[m.Lib], m.BytesPerSource)
+		n = m.Sources
+	}
+	if len(by["forteauth"]) == 0 {
+		return
+	}
+	fa, an := median(by["forteauth"]), median(by["oauth2"])
+	fmt.Fprintf(w, "| heap per token source, %d sources with distinct client IDs, each holding a token | %.0f B | %.0f B | %s | — | — |\n", n, fa, an, ratio(fa, an))
+}
+
+func medianOf[T any](l []T, f func(T) float64) float64 {
+	v := make([]float64, len(l))
+	for i, x := range l {
+		v[i] = f(x)
+	}
+	return median(v)
+}
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func ratio(a, b float64) string {
+	if b == 0 || math.IsNaN(a) || math.IsNaN(b) {
+		return "—"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+func nsString(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "—"
+	case v < 100:
+		return fmt.Sprintf("%.1f ns", v)
+	}
+	return fmt.Sprintf("%.0f ns", v)
+}
+
+// dur rounds a duration in ns to three significant figures.
+func dur(v float64) time.Duration {
+	d := time.Duration(v)
+	for r := time.Duration(1); ; r *= 10 {
+		if d < 1000*r {
+			return d.Round(r)
+		}
+	}
+}
