@@ -511,6 +511,12 @@ func TestTokenExpiredOnArrivalIsNotCached(t *testing.T) {
 	if ts.cache.Load() != nil {
 		t.Fatal("an expired token was cached")
 	}
+	if n := tokenRequests(srv); n != 1 {
+		t.Fatalf("token requests = %d, want 1: a token dead on arrival is not fetched again at once", n)
+	}
+	if _, err2 := ts.Token(); !errors.Is(err2, ErrInvalidResponse) || tokenRequests(srv) != 1 {
+		t.Fatalf("during the cool-down: err %v, token requests %d; want the error again and no request", err2, tokenRequests(srv))
+	}
 }
 
 func TestInvalidateDropsOnlyTheCachedToken(t *testing.T) {
