@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,13 +140,15 @@ func apiRequest(b *testing.B) *http.Request {
 var (
 	sinkTime    time.Time
 	sinkRequest *http.Request
+	sinkMu      sync.Mutex // for sinkToken from RunParallel's goroutines
 )
 
 // BenchmarkFloor measures the parts of a cache hit and of a RoundTrip
 // that neither library can avoid on this machine: reading the clock,
 // copying a token to the heap (forteauth's Token does this once per call,
-// because oauth2's wrappers write into the token they receive), and
-// cloning a request to set one header (what oauth2.Transport does).
+// because oauth2's wrappers write into the token they receive), on one
+// goroutine and under RunParallel, and cloning a request to set one
+// header (what oauth2.Transport does).
 func BenchmarkFloor(b *testing.B) {
 	benchSources(b)
 	b.Run("op=time.Now", func(b *testing.B) {
@@ -162,6 +165,20 @@ func BenchmarkFloor(b *testing.B) {
 			*t = *src
 			sinkToken = t
 		}
+	})
+	b.Run("op=token-copy-parallel", func(b *testing.B) {
+		src := &oauth2.Token{AccessToken: "fortetest.0123456789abcdef", TokenType: "Bearer", ExpiresIn: 3600, Expiry: time.Now().Add(time.Hour)}
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			var t *oauth2.Token
+			for pb.Next() {
+				t = new(oauth2.Token)
+				*t = *src
+			}
+			sinkMu.Lock()
+			sinkToken = t
+			sinkMu.Unlock()
+		})
 	})
 	b.Run("op=clone-set-header", func(b *testing.B) {
 		req := apiRequest(b)
