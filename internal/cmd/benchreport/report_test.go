@@ -64,7 +64,16 @@ func TestMedian(t *testing.T) {
 
 func TestReportJudgesTargets(t *testing.T) {
 	r := report{opts: options{count: 1, benchtime: "1s", storms: 1, stormD: 10 * time.Second, mems: 1, sources: 10000}}
-	r.bench.add(parseBench([]byte(sampleBench)))
+	// Two runs, the second on a machine twice as slow: medians of the
+	// times move, the per-run ratios do not.
+	first := parseBench([]byte(sampleBench))
+	slower := map[string]result{}
+	for name, res := range first {
+		res.ns *= 2
+		slower[name] = res
+	}
+	r.bench.add(first)
+	r.bench.add(slower)
 	storm := func(lib string, requests int, blocked int64) stormResult {
 		return stormResult{Lib: lib, Goroutines: 64, Duration: 10 * time.Second, Lifetime: time.Second, Latency: 50 * time.Millisecond,
 			Requests: requests, After: 1000, Blocked: blocked, Threshold: 10 * time.Millisecond, P99: time.Microsecond, Max: time.Millisecond}
@@ -75,10 +84,10 @@ func TestReportJudgesTargets(t *testing.T) {
 	r.write(&b)
 	out := b.String()
 	for _, want := range []string{
-		"| `Token()` cache hit, 1 goroutine | 220 ns | 100 ns | 2.20x | ≤ 1.25x | **no**; less the one token copy per call (floor below): 1.10x |",
-		"| `Token()` cache hit, `RunParallel` | 190 ns | 150 ns | 1.27x | ≤ 1.00x | **no**; less the one token copy per call (floor below): 0.60x |",
-		"| forteauth `Token()`, `RunParallel`, less one token copy under `RunParallel` | 90.0 ns (x/oauth2: 150 ns, 0.60x) | — |",
-		"| `Transport.RoundTrip` over a no-op base | 1400 ns | 2000 ns | 0.70x | ≤ 0.70x | yes |",
+		"| `Token()` cache hit, 1 goroutine | 330 ns | 150 ns | 2.20x (2.20–2.20) | ≤ 1.25x | **no**; less the one token copy per call (floor below): 1.10x |",
+		"| `Token()` cache hit, `RunParallel` | 285 ns | 225 ns | 1.27x (1.27–1.27) | ≤ 1.00x | **no**; less the one token copy per call (floor below): 0.60x |",
+		"| forteauth `Token()`, `RunParallel`, less one token copy under `RunParallel` | 135 ns (x/oauth2: 225 ns; ratio 0.60x) | — |",
+		"| `Transport.RoundTrip` over a no-op base | 2100 ns | 3000 ns | 0.70x (0.70–0.70) | ≤ 0.70x | yes |",
 		"| `Transport.RoundTrip`, allocs/op | 3 | 7 | — | ≤ 3 | yes |",
 		"| 18 | 10 | — | ≈ 10 ÷ 0.5 = 20 (16–21 with the jittered start) | yes |",
 		"| 0 | 640 | — | 0 | yes |",
