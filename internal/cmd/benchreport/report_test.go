@@ -78,7 +78,9 @@ func TestReportJudgesTargets(t *testing.T) {
 		return stormResult{Lib: lib, Goroutines: 64, Duration: 10 * time.Second, Lifetime: time.Second, Latency: 50 * time.Millisecond,
 			Requests: requests, After: 1000, Blocked: blocked, Threshold: 10 * time.Millisecond, P99: time.Microsecond, Max: time.Millisecond}
 	}
-	r.storms = []stormResult{storm("forteauth", 18, 0), storm("oauth2", 10, 640)}
+	stalled := storm("forteauth", 18, 3)
+	stalled.Stalls = 5
+	r.storms = []stormResult{storm("forteauth", 18, 0), storm("oauth2", 10, 640), stalled}
 	r.mems = []memResult{{"forteauth", 10000, 1000}, {"oauth2", 10000, 300}}
 	var b strings.Builder
 	r.write(&b)
@@ -90,7 +92,8 @@ func TestReportJudgesTargets(t *testing.T) {
 		"| `Transport.RoundTrip` over a no-op base | 2100 ns | 3000 ns | 0.70x (0.70–0.70) | ≤ 0.70x | yes |",
 		"| `Transport.RoundTrip`, allocs/op | 3 | 7 | — | ≤ 3 | yes |",
 		"| 18 | 10 | — | ≈ 10 ÷ 0.5 = 20 (16–21 with the jittered start) | yes |",
-		"| 0 | 640 | — | 0 | yes |",
+		"| 0, 3 | 640 | — | 0 | **no** in 1 of 2 runs; the control calls of those runs stalled 5 times |",
+		"| 0, 5 | 0 | — | — | — |",
 		"| 1000 B | 300 B | 3.33x |",
 	} {
 		if !strings.Contains(out, want) {

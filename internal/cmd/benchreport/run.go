@@ -66,6 +66,7 @@ type stormResult struct {
 	P99        time.Duration `json:"p99_ns"`
 	Max        time.Duration `json:"max_ns"`
 	Errors     int64         `json:"errors"`
+	Stalls     int64         `json:"stalls"`
 }
 
 func runStorm(bin, lib string, d time.Duration) (stormResult, error) {
