@@ -152,6 +152,7 @@ func (r *report) write(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s (x/oauth2: %s; ratio %.2fx) | — |\n",
 			l.what, nsString(less), nsString(r.bench.median(an, ns)), r.bench.medianOf(ratioOf(fa, an, floor)))
 	}
+	r.writeBursts(w)
 	if u := r.unscaled; u.Lib != "" {
 		fmt.Fprintf(w, "\nThe x/oauth2 storm column uses `ReuseTokenSourceWithExpiry` with x/oauth2's 10 s early expiry scaled to the %v token (%v). With the unscaled default, in one storm of %v (which took %v to drain), every call fetched, one at a time under the wrapper's mutex: %d endpoint requests for %d calls, %d of them blocked > %v, the slowest %v.\n",
 			u.Lifetime, dur(float64(scaledEarly(u.Lifetime))), r.unscaledD, u.Duration.Round(100*time.Millisecond), u.Requests, u.Calls, u.Blocked, u.Threshold, u.Max.Round(time.Millisecond))
@@ -292,6 +293,31 @@ func dur(v float64) time.Duration {
 	for r := time.Duration(1); ; r *= 10 {
 		if d < 1000*r {
 			return d.Round(r)
+		}
+	}
+}
+
+// writeBursts describes each burst of blocked calls in forteauth's storms,
+// with the token request it overlapped, so that a reader can tell a fetch
+// the machine slowed down from a stall.
+func (r *report) writeBursts(w io.Writer) {
+	run := 0
+	for _, s := range r.storms {
+		if s.Lib != "forteauth" {
+			continue
+		}
+		run++
+		if len(s.Bursts) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\nforteauth storm run %d, its blocked calls by burst (a token goes stale a quarter of its life after the refresh window opens, so a refresh has at least %v, an eighth of the %v lifetime, to finish before callers wait; the endpoint answers in %v):\n\n",
+			run, s.Lifetime/8, s.Lifetime, s.Latency)
+		for _, b := range s.Bursts {
+			fetch := "no token request in flight"
+			if b.Fetch > 0 {
+				fetch = fmt.Sprintf("a token request in flight took %v", b.Fetch.Round(time.Millisecond))
+			}
+			fmt.Fprintf(w, "- %d calls at %v, within %v; %s\n", b.Calls, b.At.Round(time.Millisecond), b.Span.Round(time.Millisecond), fetch)
 		}
 	}
 }

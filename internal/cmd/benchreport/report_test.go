@@ -80,6 +80,7 @@ func TestReportJudgesTargets(t *testing.T) {
 	}
 	stalled := storm("forteauth", 18, 3)
 	stalled.Stalls = 5
+	stalled.Bursts = []burst{{Calls: 3, At: 4300 * time.Millisecond, Span: 27 * time.Millisecond, Fetch: 180 * time.Millisecond}}
 	r.storms = []stormResult{storm("forteauth", 18, 0), storm("oauth2", 10, 640), stalled}
 	r.mems = []memResult{{"forteauth", 10000, 1000}, {"oauth2", 10000, 300}}
 	var b strings.Builder
@@ -94,6 +95,8 @@ func TestReportJudgesTargets(t *testing.T) {
 		"| 18 | 10 | — | ≈ 10 ÷ 0.5 = 20 (16–21 with the jittered start) | yes |",
 		"| 0, 3 | 640 | — | 0 | **no** in 1 of 2 runs; the control calls of those runs stalled 5 times |",
 		"| 0, 5 | 0 | — | — | — |",
+		"forteauth storm run 2, its blocked calls by burst (a token goes stale a quarter of its life after the refresh window opens, so a refresh has at least 125ms, an eighth of the 1s lifetime, to finish before callers wait; the endpoint answers in 50ms):",
+		"- 3 calls at 4.3s, within 27ms; a token request in flight took 180ms",
 		"| 1000 B | 300 B | 3.33x |",
 	} {
 		if !strings.Contains(out, want) {

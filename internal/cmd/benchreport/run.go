@@ -67,6 +67,15 @@ type stormResult struct {
 	Max        time.Duration `json:"max_ns"`
 	Errors     int64         `json:"errors"`
 	Stalls     int64         `json:"stalls"`
+	Bursts     []burst       `json:"bursts"`
+}
+
+// burst is a group of blocked calls; see internal/cmd/storm.
+type burst struct {
+	Calls int           `json:"calls"`
+	At    time.Duration `json:"at_ns"`
+	Span  time.Duration `json:"span_ns"`
+	Fetch time.Duration `json:"fetch_ns"`
 }
 
 func runStorm(bin, lib string, d time.Duration) (stormResult, error) {

@@ -43,3 +43,25 @@ func TestQuantile(t *testing.T) {
 		t.Errorf("p99 of nothing = %v, want 0", p)
 	}
 }
+
+func TestBurstsGroupOverlappingCallsAndFindTheirFetch(t *testing.T) {
+	ms := time.Millisecond
+	blocked := []span{{120 * ms, 140 * ms}, {100 * ms, 130 * ms}, {135 * ms, 150 * ms}, {500 * ms, 512 * ms}}
+	fetches := []span{{50 * ms, 145 * ms}, {90 * ms, 110 * ms}, {700 * ms, 750 * ms}}
+	got := bursts(blocked, fetches)
+	want := []Burst{
+		{Calls: 3, At: 100 * ms, Span: 50 * ms, Fetch: 95 * ms},
+		{Calls: 1, At: 500 * ms, Span: 12 * ms, Fetch: 0},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("bursts = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("burst %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if b := bursts(nil, fetches); len(b) != 0 {
+		t.Errorf("bursts of no calls = %+v", b)
+	}
+}

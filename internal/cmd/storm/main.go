@@ -54,6 +54,8 @@ type Result struct {
 	// stalled the process (another process, the hypervisor), and calls
 	// of the library were as likely to be caught.
 	Stalls int64 `json:"stalls"`
+	// Bursts groups the blocked calls by the event that held them up.
+	Bursts []Burst `json:"bursts"`
 }
 
 func main() {
@@ -79,6 +81,10 @@ func main() {
 		}
 		fmt.Printf("%-16s endpoint requests %d in %v (%.0f lifetimes); calls %d, after the first token %d; blocked >%v: %d (control: %d); p99 %v; max %v; errors %d\n",
 			r.Lib, r.Requests, r.Duration, r.Duration.Seconds()/r.Lifetime.Seconds(), r.Calls, r.After, r.Threshold, r.Blocked, r.Stalls, r.P99, r.Max, r.Errors)
+		for _, b := range r.Bursts {
+			fmt.Printf("%16s burst of %d blocked calls at %v, over %v; longest token request meanwhile: %v\n",
+				"", b.Calls, b.At.Round(time.Millisecond), b.Span.Round(time.Millisecond), b.Fetch.Round(time.Millisecond))
+		}
 	}
 }
 
@@ -103,14 +109,17 @@ func storm(lib string, goroutines int, d, lifetime, latency, think, threshold ti
 	defer srv.Close()
 	srv.SetLifetime(lifetime)
 	srv.SetLatency(latency)
-	rt, err := transport(lib, benchenv.Config(srv.URL, srv.ClientID, srv.ClientSecret), lifetime)
+	cfg := benchenv.Config(srv.URL, srv.ClientID, srv.ClientSecret)
+	var fetches, blocked timeline
+	start := time.Now()
+	cfg.HTTPClient.Transport = &timedTransport{next: cfg.HTTPClient.Transport, start: start, log: &fetches}
+	rt, err := transport(lib, cfg, lifetime)
 	if err != nil {
 		return nil, err
 	}
 	control := benchenv.NewNoop()
 
 	var (
-		start     = time.Now()
 		stop      = start.Add(d)
 		firstDone atomic.Int64 // when the first call succeeded, as ns since start; 0 until then
 		mu        sync.Mutex
@@ -146,6 +155,7 @@ func storm(lib string, goroutines int, d, lifetime, latency, think, threshold ti
 					r.Max = max(r.Max, lat)
 					if lat > threshold {
 						r.Blocked++
+						blocked.add(span{begin.Sub(start), end.Sub(start)})
 					}
 					c := time.Now()
 					clone := req.Clone(req.Context())
@@ -172,5 +182,6 @@ func storm(lib string, goroutines int, d, lifetime, latency, think, threshold ti
 	total.Duration = time.Since(start)
 	total.Requests = srv.Stats().TokenRequests
 	total.P99 = hist.quantile(0.99)
+	total.Bursts = bursts(blocked.all(), fetches.all())
 	return total, nil
 }
