@@ -123,13 +123,19 @@ func (e *entry) state(now time.Time) state {
 // every dueRecheck until the token goes stale, so that it picks up the
 // refreshed token, and a failed refresh is retried, while its token is
 // still usable.
+//
+// Expiry is counted from now on the wall clock as it reads now, by the
+// token's age, not from sentWall: x/oauth2 compares it with time.Now, and
+// after the wall clock has been set back, sentWall lies ahead of it, so
+// that an Expiry counted from sentWall would fall after the real expiry.
 func (e *entry) token(st state, now time.Time) *oauth2.Token {
+	age := e.age(now)
 	next := e.refreshAfter
 	if st != fresh {
-		next = min(e.age(now)+dueRecheck, e.staleAfter)
+		next = min(age+dueRecheck, e.staleAfter)
 	}
 	t := *e.tok
-	t.Expiry = time.Unix(0, e.sentWall+int64(min(next+oauth2Delta, e.lifetime)))
+	t.Expiry = time.Unix(0, now.UnixNano()+int64(min(next+oauth2Delta, e.lifetime)-age))
 	return &t
 }
 

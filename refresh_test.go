@@ -278,39 +278,59 @@ func TestFetchReturnsDistinctTokenEachTime(t *testing.T) {
 	}
 }
 
+// rfNumericToken is an access token sent as a JSON number.
+const rfNumericToken = "9876543210123456"
+
+// rfMalformedAnswers are 2xx answers that hold no usable token, each
+// answered once. token is a token value in body, which no error may show.
+// TestFetchRejectsInvalidTokenResponsesWithoutRetry checks what fetch makes
+// of them; TestMalformedAnswerIsNotCachedAndCoolsDown, what a TokenSource
+// does with that.
+var rfMalformedAnswers = []struct {
+	name        string
+	status      int
+	contentType string
+	body        string
+	token       string
+}{
+	{name: "empty access_token", body: rfTokenBody("", "Bearer", 3600)},
+	{name: "access named access as in an old guide", body: `{"data":{"access":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"}}`, token: rfToken},
+	{name: "missing expires_in", body: `{"data":{"access_token":"` + rfToken + `","token_type":"Bearer"}}`, token: rfToken},
+	{name: "null expires_in", body: rfTokenBody(rfToken, "Bearer", nil), token: rfToken},
+	{name: "zero expires_in", body: rfTokenBody(rfToken, "Bearer", 0), token: rfToken},
+	{name: "negative expires_in", body: rfTokenBody(rfToken, "Bearer", -60), token: rfToken},
+	{name: "non-numeric expires_in", body: rfTokenBody(rfToken, "Bearer", "abc"), token: rfToken},
+	{name: "fractional expires_in", body: rfTokenBody(rfToken, "Bearer", 1.5), token: rfToken},
+	{name: "expires_in beyond 68 years", body: rfTokenBody(rfToken, "Bearer", int64(math.MaxInt32)+1), token: rfToken},
+	{name: "expires_in huge float", body: rfTokenBody(rfToken, "Bearer", 1e300), token: rfToken},
+	{name: "token_type MAC", body: rfTokenBody(rfToken, "MAC", 3600), token: rfToken},
+	{name: "missing token_type", body: `{"data":{"access_token":"` + rfToken + `","expires_in":3600}}`, token: rfToken},
+	{name: "missing data", body: `{"access_token":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"}`, token: rfToken},
+	{name: "null data", body: `{"data":null}`},
+	{name: "data not an object", body: `{"data":"` + rfToken + `"}`, token: rfToken},
+	{name: "empty body", body: ""},
+	{name: "HTML error page with 200", status: http.StatusOK, contentType: "text/html",
+		body: "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"},
+	{name: "truncated JSON", body: `{"data":{"access_tok`},
+	{name: "access_token with a space", body: rfTokenBody("RECOGNISABLE access-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE access-token-0123456789"},
+	{name: "access_token with a newline", body: rfTokenBody("RECOGNISABLE\naccess-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE\naccess-token-0123456789"},
+	{name: "access_token with non-ASCII", body: rfTokenBody("RECOGNISABLE-accéss-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE-accéss-token-0123456789"},
+	{name: "access_token a number", body: `{"data":{"access_token":` + rfNumericToken + `,"expires_in":3600,"token_type":"Bearer"}}`, token: rfNumericToken},
+	// encoding/json stops at 10,000 levels of nesting, without recursing
+	// further; below that, nesting where an object belongs is a type error.
+	{name: "JSON nested 100000 deep", body: `{"data":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`},
+	{name: "JSON nested 5000 deep inside data", body: `{"data":` + strings.Repeat(`{"data":`, 5000) + `{}` + strings.Repeat("}", 5000) + `}`},
+	// encoding/json turns invalid UTF-8 in a string into U+FFFD, which
+	// the header check then rejects; outside a string it is a syntax error.
+	// (Written by hand: json.Marshal would replace the bytes itself.)
+	{name: "invalid UTF-8 in access_token", body: "{\"data\":{\"access_token\":\"RECOGNISABLE-\xff\xfe-token-0123456789\",\"token_type\":\"Bearer\",\"expires_in\":3600}}", token: "RECOGNISABLE"},
+	{name: "invalid UTF-8 in token_type", body: "{\"data\":{\"access_token\":\"" + rfToken + "\",\"token_type\":\"Bear\xc3\x28er\",\"expires_in\":3600}}", token: rfToken},
+	{name: "invalid UTF-8 outside strings", body: "{\xff\"data\":{\"access_token\":\"" + rfToken + "\",\"token_type\":\"Bearer\",\"expires_in\":3600}}", token: rfToken},
+	{name: "body over 1 MiB", body: `{"data":{"access_token":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"},"padding":"` + strings.Repeat("x", 1<<20) + `"}`, token: rfToken},
+}
+
 func TestFetchRejectsInvalidTokenResponsesWithoutRetry(t *testing.T) {
-	const numericToken = "9876543210123456"
-	tests := []struct {
-		name        string
-		status      int
-		contentType string
-		body        string
-		token       string // a token value in body, which the error must not show
-	}{
-		{name: "empty access_token", body: rfTokenBody("", "Bearer", 3600)},
-		{name: "access named access as in an old guide", body: `{"data":{"access":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"}}`, token: rfToken},
-		{name: "missing expires_in", body: `{"data":{"access_token":"` + rfToken + `","token_type":"Bearer"}}`, token: rfToken},
-		{name: "null expires_in", body: rfTokenBody(rfToken, "Bearer", nil), token: rfToken},
-		{name: "zero expires_in", body: rfTokenBody(rfToken, "Bearer", 0), token: rfToken},
-		{name: "negative expires_in", body: rfTokenBody(rfToken, "Bearer", -60), token: rfToken},
-		{name: "non-numeric expires_in", body: rfTokenBody(rfToken, "Bearer", "abc"), token: rfToken},
-		{name: "fractional expires_in", body: rfTokenBody(rfToken, "Bearer", 1.5), token: rfToken},
-		{name: "expires_in beyond 68 years", body: rfTokenBody(rfToken, "Bearer", int64(math.MaxInt32)+1), token: rfToken},
-		{name: "expires_in huge float", body: rfTokenBody(rfToken, "Bearer", 1e300), token: rfToken},
-		{name: "token_type MAC", body: rfTokenBody(rfToken, "MAC", 3600), token: rfToken},
-		{name: "missing token_type", body: `{"data":{"access_token":"` + rfToken + `","expires_in":3600}}`, token: rfToken},
-		{name: "missing data", body: `{"access_token":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"}`, token: rfToken},
-		{name: "null data", body: `{"data":null}`},
-		{name: "data not an object", body: `{"data":"` + rfToken + `"}`, token: rfToken},
-		{name: "empty body", body: ""},
-		{name: "HTML error page with 200", status: http.StatusOK, contentType: "text/html",
-			body: "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"},
-		{name: "truncated JSON", body: `{"data":{"access_tok`},
-		{name: "access_token with a space", body: rfTokenBody("RECOGNISABLE access-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE access-token-0123456789"},
-		{name: "access_token with a newline", body: rfTokenBody("RECOGNISABLE\naccess-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE\naccess-token-0123456789"},
-		{name: "access_token with non-ASCII", body: rfTokenBody("RECOGNISABLE-accéss-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE-accéss-token-0123456789"},
-		{name: "access_token a number", body: `{"data":{"access_token":` + numericToken + `,"expires_in":3600,"token_type":"Bearer"}}`, token: numericToken},
-	}
+	tests := rfMalformedAnswers
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := rfForte(t)

@@ -511,6 +511,12 @@ func TestTokenExpiredOnArrivalIsNotCached(t *testing.T) {
 	if ts.cache.Load() != nil {
 		t.Fatal("an expired token was cached")
 	}
+	if n := tokenRequests(srv); n != 1 {
+		t.Fatalf("token requests = %d, want 1: a token dead on arrival is not fetched again at once", n)
+	}
+	if _, err2 := ts.Token(); !errors.Is(err2, ErrInvalidResponse) || tokenRequests(srv) != 1 {
+		t.Fatalf("during the cool-down: err %v, token requests %d; want the error again and no request", err2, tokenRequests(srv))
+	}
 }
 
 func TestInvalidateDropsOnlyTheCachedToken(t *testing.T) {
@@ -556,6 +562,69 @@ func TestAgeUsesTheLargerOfWallAndMonotonicClocks(t *testing.T) {
 	if st := e.state(time.Now()); st != stale {
 		t.Fatalf("after the wall clock stepped back the token is %v, want stale", st)
 	}
+}
+
+// stepWallClock makes ts's cached token look as if the wall clock had
+// moved by d since it was fetched while the monotonic clock had not: a
+// machine suspended for d (or a clock stepped forward) if d > 0, a clock
+// stepped back if d < 0. A time.Time with a monotonic reading cannot be
+// made to disagree with its wall clock, so the entry's record of the wall
+// clock at fetch time is moved instead, which is the same to entry.age.
+func stepWallClock(ts *TokenSource, d time.Duration) {
+	e := *ts.cache.Load()
+	e.sentWall -= int64(d)
+	ts.cache.Store(&e)
+}
+
+// TestWallClockStepsAtTheSource runs on the real clock, whose readings
+// carry the monotonic clock that entry.age compares with the wall clock.
+func TestWallClockStepsAtTheSource(t *testing.T) {
+	t.Run("jump forward, as after a suspend", func(t *testing.T) {
+		srv := fortetest.NewServer()
+		defer srv.Close()
+		ts := (&Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}).TokenSource(context.Background())
+		first := mustToken(t, ts)
+		stepWallClock(ts, 2*time.Hour) // the 1 h token has expired meanwhile
+		second := mustToken(t, ts)
+		if second.AccessToken == first.AccessToken {
+			t.Fatal("after a 2 h suspend the expired token was handed out")
+		}
+		if n := srv.Stats().TokenRequests; n != 2 {
+			t.Errorf("endpoint saw %d requests, want 2", n)
+		}
+		if !second.Expiry.After(time.Now()) {
+			t.Errorf("the new token's Expiry %v is not in the future", second.Expiry)
+		}
+	})
+	t.Run("jump backward", func(t *testing.T) {
+		srv := fortetest.NewServer()
+		defer srv.Close()
+		ts := (&Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}).TokenSource(context.Background())
+		before := time.Now()
+		first := mustToken(t, ts)
+		stepWallClock(ts, -2*time.Hour)
+		// The clock now reads two hours earlier. The token is as young
+		// as it was, so it is still handed out without a request.
+		tok := mustToken(t, ts)
+		if tok.AccessToken != first.AccessToken || srv.Stats().TokenRequests != 1 {
+			t.Fatal("stepping the clock back made the source fetch again")
+		}
+		// Its Expiry must be on the wall clock as it reads now, and so
+		// never later than the token's real expiry, an hour after the
+		// request. Otherwise oauth2.ReuseTokenSource, which compares
+		// Expiry with time.Now, would keep the token for two hours after
+		// it expired, and every request would get a 401.
+		if realExpiry := before.Add(time.Hour).Round(0); tok.Expiry.After(realExpiry) {
+			t.Fatalf("after the wall clock stepped back 2h, Expiry is %v after the token's real expiry", tok.Expiry.Sub(realExpiry).Round(time.Second))
+		}
+		held, err := oauth2.ReuseTokenSource(nil, ts).Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if until := time.Until(held.Expiry); until > time.Hour {
+			t.Fatalf("oauth2.ReuseTokenSource would hold the 1 h token for another %v", until.Round(time.Second))
+		}
+	})
 }
 
 func TestReportedExpiryBringsOAuth2WrappersBackInTime(t *testing.T) {

@@ -59,7 +59,8 @@ type Server struct {
 
 	mu          sync.Mutex
 	lifetime    time.Duration
-	latency     time.Duration
+	latency     time.Duration // token answers wait latency plus up to latencySpan
+	latencySpan time.Duration
 	next        []Failure // answers for the next token requests, in order
 	failRate    float64
 	failWith    Failure
@@ -190,9 +191,15 @@ func (s *Server) SetLifetime(d time.Duration) {
 
 // SetLatency delays every token answer by d.
 func (s *Server) SetLatency(d time.Duration) {
+	s.SetLatencyRange(d, d)
+}
+
+// SetLatencyRange delays each token answer by its own random duration,
+// from lo to hi, as a real endpoint varies. A hi below lo counts as lo.
+func (s *Server) SetLatencyRange(lo, hi time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.latency = d
+	s.latency, s.latencySpan = lo, max(hi-lo, 0)
 }
 
 // FailNext makes the next len(fs) token requests get fs, in order,
@@ -276,6 +283,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.stats.TokenRequests++
 	s.lastRequest = r.Header.Clone()
 	latency, lifetime, held := s.latency, s.lifetime, s.held
+	if s.latencySpan > 0 {
+		latency += rand.N(s.latencySpan + 1)
+	}
 	var fail *Failure
 	switch {
 	case len(s.next) > 0:

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -352,5 +354,57 @@ func TestUnstartedServerCanBeClosed(t *testing.T) {
 	s.Close()
 	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept after Close = %v, want the listener closed", err)
+	}
+}
+
+// timedToken sends one token request and returns how long its answer
+// took. It may run on a goroutine of its own, so it reports with Errorf.
+func timedToken(t *testing.T, s *Server) time.Duration {
+	t.Helper()
+	start := time.Now()
+	resp, err := s.Client().Post(s.TokenURL, "application/json", strings.NewReader(credentials(s)))
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("status %d, want 201", resp.StatusCode)
+	}
+	return time.Since(start)
+}
+
+func TestSetLatencyRangeDelaysEachAnswerByItsOwnAmount(t *testing.T) {
+	s := NewServer()
+	defer s.Close()
+	const lo, hi = 10 * time.Millisecond, 110 * time.Millisecond
+	s.SetLatencyRange(lo, hi)
+	took := make([]time.Duration, 8)
+	var wg sync.WaitGroup
+	for i := range took {
+		wg.Go(func() { took[i] = timedToken(t, s) })
+	}
+	wg.Wait()
+	shortest, longest := slices.Min(took), slices.Max(took)
+	if shortest < lo {
+		t.Errorf("an answer took %v, less than the range's low end %v", shortest, lo)
+	}
+	// Eight draws from a 100 ms range all within 5 ms of each other
+	// would happen about once in 10^8 runs.
+	if longest-shortest < 5*time.Millisecond {
+		t.Errorf("answers took %v: all about the same, want them spread over [%v, %v]", took, lo, hi)
+	}
+	if st := s.Stats(); st.TokensIssued != len(took) {
+		t.Errorf("tokens issued = %d, want %d", st.TokensIssued, len(took))
+	}
+}
+
+func TestSetLatencyRangeWithHighBelowLowIsFixed(t *testing.T) {
+	s := NewServer()
+	defer s.Close()
+	s.SetLatencyRange(30*time.Millisecond, 0)
+	if d := timedToken(t, s); d < 30*time.Millisecond {
+		t.Errorf("answer took %v, want at least the 30ms low end", d)
 	}
 }

@@ -1,0 +1,146 @@
+package forteauth
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/forteauth/forteauth/fortetest"
+)
+
+// TestSoak sends requests from 1,000 goroutines through one cfg.Client for
+// 30 s (5 s with -short, as CI runs it) against the fake server, with 2 s
+// tokens, 20% of token requests failing with 503 and a random token
+// latency of up to 100 ms. No request may reach the API with an expired
+// token, the token endpoint sees no more than a full fetch's attempts per
+// token lifetime, and goroutines and heap are back where they started.
+//
+// Each caller pauses for a random time up to 6 s before and between
+// requests, about 330 requests a second in all, so that the machine is
+// busy but not saturated even under the race detector: the 0.5 s margin of
+// a 2 s token is meant for a request's transit, not for a CPU queue that
+// the test itself builds.
+func TestSoak(t *testing.T) {
+	const (
+		callers   = 1000
+		lifetime  = 2 * time.Second
+		failRate  = 0.2
+		maxPause  = 6 * time.Second
+		heapSlack = 16 << 20
+	)
+	d := 30 * time.Second
+	if testing.Short() {
+		d = 5 * time.Second
+	}
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	srv.SetLifetime(lifetime)
+	srv.SetFailureRate(failRate, fortetest.Failure{Status: http.StatusServiceUnavailable})
+	srv.SetLatencyRange(0, 100*time.Millisecond)
+	// Keep a connection per caller, so that the soak does not run the
+	// machine out of ports with connections closed after each request.
+	tr := &http.Transport{MaxIdleConnsPerHost: callers}
+	timed := &slowestTrip{base: tr}
+	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL,
+		HTTPClient: &http.Client{Transport: timed, Timeout: 30 * time.Second}}
+	client := cfg.Client(context.Background())
+
+	goroutinesBefore := runtime.NumGoroutine()
+	heapBefore := liveHeap()
+
+	var ok, failed, other atomic.Int64
+	start := time.Now()
+	stop := start.Add(d)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			pause := func() { time.Sleep(min(rand.N(maxPause), time.Until(stop))) }
+			pause() // no burst of 1,000 new connections at once
+			for time.Now().Before(stop) {
+				resp, err := client.Get(srv.URL + "/v3/soak")
+				switch {
+				case err != nil:
+					// A fetch that failed all its attempts with no usable
+					// token cached: callers get its error for the
+					// cool-down. Rare (0.2^4 per fetch), and allowed.
+					failed.Add(1)
+				case resp.StatusCode == http.StatusOK:
+					ok.Add(1)
+				default:
+					other.Add(1)
+				}
+				if err == nil {
+					resp.Body.Close()
+				}
+				pause()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	st := srv.Stats()
+	t.Logf("%v: %d API requests (%d OK, %d failed before sending, %d other), %d token requests, %d tokens issued; slowest API round trip %v",
+		elapsed.Round(time.Millisecond), st.APIRequests, ok.Load(), failed.Load(), other.Load(), st.TokenRequests, st.TokensIssued, timed.slowest())
+
+	if st.APIExpired != 0 || st.APIRejected != 0 || other.Load() != 0 {
+		// A token is handed out with at least a quarter of its life, 0.5 s,
+		// left; a round trip slower than that means the machine, not the
+		// cache, was the bottleneck.
+		t.Errorf("the API saw %d requests with an expired token and rejected %d; callers got %d answers other than 200 (slowest API round trip %v)",
+			st.APIExpired, st.APIRejected, other.Load(), timed.slowest())
+	}
+	if ok.Load() < callers {
+		t.Errorf("only %d requests succeeded", ok.Load())
+	}
+	lifetimes := int(elapsed / lifetime)
+	if limit := (lifetimes+1)*defaultRetry.attempts + 1; st.TokenRequests > limit {
+		t.Errorf("%d token requests over %d lifetimes, want at most %d: one full fetch per lifetime", st.TokenRequests, lifetimes+1, limit)
+	}
+
+	// Callers are done; a background refresh may still be finishing.
+	tr.CloseIdleConnections()
+	eventually(t, "goroutines to return to where they started", func() bool {
+		tr.CloseIdleConnections()
+		return runtime.NumGoroutine() <= goroutinesBefore
+	})
+	if heapAfter := liveHeap(); heapAfter > heapBefore+heapSlack {
+		t.Errorf("live heap grew from %d to %d bytes", heapBefore, heapAfter)
+	}
+}
+
+// liveHeap returns the bytes of live heap objects after a full GC.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// slowestTrip is a base RoundTripper that remembers its slowest API
+// round trip, to tell an overloaded machine from a cache fault.
+type slowestTrip struct {
+	base http.RoundTripper
+	max  atomic.Int64
+}
+
+func (s *slowestTrip) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := s.base.RoundTrip(r)
+	d := int64(time.Since(start))
+	for r.URL.Path != fortetest.TokenPath {
+		if m := s.max.Load(); d <= m || s.max.CompareAndSwap(m, d) {
+			break
+		}
+	}
+	return resp, err
+}
+
+func (s *slowestTrip) slowest() time.Duration {
+	return time.Duration(s.max.Load()).Round(time.Millisecond)
+}
