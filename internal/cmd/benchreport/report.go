@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/forteauth/forteauth/internal/benchenv"
 )
 
 // benchRuns holds the results of each go test run, by benchmark name.
@@ -89,10 +91,10 @@ type report struct {
 	args      string
 	machine   machine
 	bench     benchRuns
-	storms    []stormResult
-	unscaled  stormResult   // one storm of the anchor with x/oauth2's default early expiry
-	unscaledD time.Duration // the length it was asked to run
-	mems      []memResult
+	storms    []benchenv.StormResult
+	unscaled  benchenv.StormResult // one storm of the anchor with x/oauth2's default early expiry
+	unscaledD time.Duration        // the length it was asked to run
+	mems      []benchenv.MemResult
 }
 
 // The refresh point of a token with forteauth's defaults, as a share of a
@@ -181,7 +183,7 @@ func (r *report) allocRow(w io.Writer, what, name string, limit float64) {
 }
 
 func (r *report) stormRows(w io.Writer) {
-	by := map[string][]stormResult{}
+	by := map[string][]benchenv.StormResult{}
 	for _, s := range r.storms {
 		by[s.Lib] = append(by[s.Lib], s)
 	}
@@ -193,28 +195,28 @@ func (r *report) stormRows(w io.Writer) {
 	lifetimes := s.Duration.Seconds() / s.Lifetime.Seconds()
 	lifetimes = math.Round(lifetimes*10) / 10
 	lo, hi := math.Floor(lifetimes/refreshLatest), lifetimes/refreshOpens+1
-	req := func(l []stormResult) float64 {
-		return medianOf(l, func(s stormResult) float64 { return float64(s.Requests) })
+	req := func(l []benchenv.StormResult) float64 {
+		return medianOf(l, func(s benchenv.StormResult) float64 { return float64(s.Requests) })
 	}
 	faReq := req(fa)
 	fmt.Fprintf(w, "| storm: token endpoint requests in %.0f s (%.0f lifetimes of %v, endpoint latency %v, %d callers) | %.0f | %.0f | — | ≈ %.0f ÷ %.1f = %.0f (%.0f–%.0f with the jittered start) | %s |\n",
 		s.Duration.Seconds(), lifetimes, s.Lifetime, s.Latency, s.Goroutines, faReq, req(an), lifetimes, refreshOpens, lifetimes/refreshOpens, lo, hi, yes(faReq >= lo && faReq <= hi))
-	worst := func(l []stormResult, f func(stormResult) float64) float64 {
+	worst := func(l []benchenv.StormResult, f func(benchenv.StormResult) float64) float64 {
 		m := 0.0
 		for _, s := range l {
 			m = max(m, f(s))
 		}
 		return m
 	}
-	perRun := func(l []stormResult, f func(stormResult) int64) string {
+	perRun := func(l []benchenv.StormResult, f func(benchenv.StormResult) int64) string {
 		v := make([]string, len(l))
 		for i, s := range l {
 			v[i] = fmt.Sprint(f(s))
 		}
 		return strings.Join(v, ", ")
 	}
-	blocked := func(s stormResult) int64 { return s.Blocked }
-	stalls := func(s stormResult) int64 { return s.Stalls }
+	blocked := func(s benchenv.StormResult) int64 { return s.Blocked }
+	stalls := func(s benchenv.StormResult) int64 { return s.Stalls }
 	met, missed, stalled := "yes", 0, int64(0)
 	for _, s := range fa {
 		if s.Blocked > 0 {
@@ -226,16 +228,16 @@ func (r *report) stormRows(w io.Writer) {
 		met = fmt.Sprintf("**no** in %d of %d runs; the control calls of those runs stalled %d times", missed, len(fa), stalled)
 	}
 	fmt.Fprintf(w, "| storm: calls blocked > %v after the first token, each run (of about %.0f calls) | %s | %s | — | 0 | %s |\n",
-		s.Threshold, medianOf(fa, func(s stormResult) float64 { return float64(s.After) }), perRun(fa, blocked), perRun(an, blocked), met)
+		s.Threshold, medianOf(fa, func(s benchenv.StormResult) float64 { return float64(s.After) }), perRun(fa, blocked), perRun(an, blocked), met)
 	fmt.Fprintf(w, "| storm: control calls > %v in the same runs: a request clone sent through the no-op base after each call, which waits for nothing, so only a stall of the machine makes it slow | %s | %s | — | — | — |\n",
 		s.Threshold, perRun(fa, stalls), perRun(an, stalls))
-	p99 := func(s stormResult) float64 { return float64(s.P99) }
+	p99 := func(s benchenv.StormResult) float64 { return float64(s.P99) }
 	fmt.Fprintf(w, "| storm: p99 caller latency after the first token | %v | %v | — | — | — |\n",
 		dur(medianOf(fa, p99)), dur(medianOf(an, p99)))
-	mx := func(s stormResult) float64 { return float64(s.Max) }
+	mx := func(s benchenv.StormResult) float64 { return float64(s.Max) }
 	fmt.Fprintf(w, "| storm: max caller latency after the first token (worst run) | %v | %v | — | — | — |\n",
 		dur(worst(fa, mx)), dur(worst(an, mx)))
-	errs := func(s stormResult) float64 { return float64(s.Errors) }
+	errs := func(s benchenv.StormResult) float64 { return float64(s.Errors) }
 	if e := worst(fa, errs) + worst(an, errs); e > 0 {
 		fmt.Fprintf(w, "| storm: failed calls (worst run) | %.0f | %.0f | — | 0 | %s |\n", worst(fa, errs), worst(an, errs), yes(worst(fa, errs) == 0))
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/forteauth/forteauth/internal/benchenv"
 )
 
 func TestMain(m *testing.M) {
@@ -74,15 +76,15 @@ func TestReportJudgesTargets(t *testing.T) {
 	}
 	r.bench.add(first)
 	r.bench.add(slower)
-	storm := func(lib string, requests int, blocked int64) stormResult {
-		return stormResult{Lib: lib, Goroutines: 64, Duration: 10 * time.Second, Lifetime: time.Second, Latency: 50 * time.Millisecond,
+	storm := func(lib string, requests int, blocked int64) benchenv.StormResult {
+		return benchenv.StormResult{Lib: lib, Goroutines: 64, Duration: 10 * time.Second, Lifetime: time.Second, Latency: 50 * time.Millisecond,
 			Requests: requests, After: 1000, Blocked: blocked, Threshold: 10 * time.Millisecond, P99: time.Microsecond, Max: time.Millisecond}
 	}
 	stalled := storm("forteauth", 18, 3)
 	stalled.Stalls = 5
-	stalled.Bursts = []burst{{Calls: 3, At: 4300 * time.Millisecond, Span: 27 * time.Millisecond, Fetch: 180 * time.Millisecond}}
-	r.storms = []stormResult{storm("forteauth", 18, 0), storm("oauth2", 10, 640), stalled}
-	r.mems = []memResult{{"forteauth", 10000, 1000}, {"oauth2", 10000, 300}}
+	stalled.Bursts = []benchenv.Burst{{Calls: 3, At: 4300 * time.Millisecond, Span: 27 * time.Millisecond, Fetch: 180 * time.Millisecond}}
+	r.storms = []benchenv.StormResult{storm("forteauth", 18, 0), storm("oauth2", 10, 640), stalled}
+	r.mems = []benchenv.MemResult{{Lib: "forteauth", Sources: 10000, BytesPerSource: 1000}, {Lib: "oauth2", Sources: 10000, BytesPerSource: 300}}
 	var b strings.Builder
 	r.write(&b)
 	out := b.String()

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/forteauth/forteauth/internal/benchenv"
 )
 
 // run runs name with args and extra environment, returning its standard
@@ -51,35 +53,8 @@ func parseBench(out []byte) map[string]result {
 	return m
 }
 
-// stormResult is internal/cmd/storm's -json output.
-type stormResult struct {
-	Lib        string        `json:"lib"`
-	Goroutines int           `json:"goroutines"`
-	Duration   time.Duration `json:"duration_ns"`
-	Lifetime   time.Duration `json:"lifetime_ns"`
-	Latency    time.Duration `json:"latency_ns"`
-	Requests   int           `json:"endpoint_requests"`
-	Calls      int64         `json:"calls"`
-	After      int64         `json:"calls_after"`
-	Blocked    int64         `json:"blocked"`
-	Threshold  time.Duration `json:"blocked_threshold_ns"`
-	P99        time.Duration `json:"p99_ns"`
-	Max        time.Duration `json:"max_ns"`
-	Errors     int64         `json:"errors"`
-	Stalls     int64         `json:"stalls"`
-	Bursts     []burst       `json:"bursts"`
-}
-
-// burst is a group of blocked calls; see internal/cmd/storm.
-type burst struct {
-	Calls int           `json:"calls"`
-	At    time.Duration `json:"at_ns"`
-	Span  time.Duration `json:"span_ns"`
-	Fetch time.Duration `json:"fetch_ns"`
-}
-
-func runStorm(bin, lib string, d time.Duration) (stormResult, error) {
-	var r stormResult
+func runStorm(bin, lib string, d time.Duration) (benchenv.StormResult, error) {
+	var r benchenv.StormResult
 	out, err := run(bin, nil, "-json", "-lib", lib, "-d", d.String())
 	if err == nil {
 		err = json.Unmarshal(out, &r)
@@ -87,15 +62,8 @@ func runStorm(bin, lib string, d time.Duration) (stormResult, error) {
 	return r, err
 }
 
-// memResult is internal/cmd/sourcemem's -json output.
-type memResult struct {
-	Lib            string  `json:"lib"`
-	Sources        int     `json:"sources"`
-	BytesPerSource float64 `json:"bytes_per_source"`
-}
-
-func runMem(bin, lib string, n int) (memResult, error) {
-	var r memResult
+func runMem(bin, lib string, n int) (benchenv.MemResult, error) {
+	var r benchenv.MemResult
 	out, err := run(bin, nil, "-json", "-lib", lib, "-n", strconv.Itoa(n))
 	if err == nil {
 		err = json.Unmarshal(out, &r)

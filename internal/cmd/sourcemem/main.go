@@ -27,15 +27,6 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Result is one library's measurement, as printed with -json.
-type Result struct {
-	Lib            string  `json:"lib"`
-	Sources        int     `json:"sources"`
-	HeapBefore     uint64  `json:"heap_before"`
-	HeapAfter      uint64  `json:"heap_after"`
-	BytesPerSource float64 `json:"bytes_per_source"`
-}
-
 func main() {
 	var (
 		libs   = flag.String("lib", "forteauth,oauth2", "libraries to measure, comma-separated: forteauth, oauth2")
@@ -69,7 +60,7 @@ func newSource(lib string, cfg *forteauth.Config) (oauth2.TokenSource, error) {
 	return nil, fmt.Errorf("sourcemem: unknown library %q", lib)
 }
 
-func measure(lib string, n int, endpoint string) (*Result, error) {
+func measure(lib string, n int, endpoint string) (*benchenv.MemResult, error) {
 	// One client for all sources, as a program would share one; its
 	// connection is opened by the warm-up fetch, before the first reading.
 	client := &http.Client{Transport: benchenv.Reroute(endpoint, http.DefaultTransport)}
@@ -97,7 +88,7 @@ func measure(lib string, n int, endpoint string) (*Result, error) {
 	}
 	after := liveHeap()
 	runtime.KeepAlive(sources)
-	return &Result{
+	return &benchenv.MemResult{
 		Lib:            lib,
 		Sources:        n,
 		HeapBefore:     before,

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/forteauth/forteauth/internal/benchenv"
 )
 
 // span is an interval of a storm, as offsets from its start.
@@ -45,24 +47,12 @@ func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// Burst is a group of blocked calls that overlap in time: callers held up
-// by one event, such as one slow fetch or one stall of the machine.
-type Burst struct {
-	Calls int           `json:"calls"`
-	At    time.Duration `json:"at_ns"`   // the first call's start, from the storm's start
-	Span  time.Duration `json:"span_ns"` // from the first call's start to the last one's end
-	// Fetch is the longest token request that overlapped the burst, 0 if
-	// none did: a burst during a fetch much slower than the endpoint's
-	// latency is callers waiting for a fetch that the machine slowed down.
-	Fetch time.Duration `json:"fetch_ns"`
-}
-
 // bursts groups blocked calls into bursts and matches each with the token
 // requests that overlapped it.
-func bursts(blocked, fetches []span) []Burst {
+func bursts(blocked, fetches []span) []benchenv.Burst {
 	slices.SortFunc(blocked, func(a, b span) int { return cmp.Compare(a.begin, b.begin) })
 	var (
-		out []Burst
+		out []benchenv.Burst
 		cur span
 		n   int
 	)
@@ -70,7 +60,7 @@ func bursts(blocked, fetches []span) []Burst {
 		if n == 0 {
 			return
 		}
-		b := Burst{Calls: n, At: cur.begin, Span: cur.end - cur.begin}
+		b := benchenv.Burst{Calls: n, At: cur.begin, Span: cur.end - cur.begin}
 		for _, f := range fetches {
 			if f.begin < cur.end && f.end > cur.begin {
 				b.Fetch = max(b.Fetch, f.end-f.begin)

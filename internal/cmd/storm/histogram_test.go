@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/forteauth/forteauth/internal/benchenv"
 )
 
 func TestMain(m *testing.M) {
@@ -49,7 +51,7 @@ func TestBurstsGroupOverlappingCallsAndFindTheirFetch(t *testing.T) {
 	blocked := []span{{120 * ms, 140 * ms}, {100 * ms, 130 * ms}, {135 * ms, 150 * ms}, {500 * ms, 512 * ms}}
 	fetches := []span{{50 * ms, 145 * ms}, {90 * ms, 110 * ms}, {700 * ms, 750 * ms}}
 	got := bursts(blocked, fetches)
-	want := []Burst{
+	want := []benchenv.Burst{
 		{Calls: 3, At: 100 * ms, Span: 50 * ms, Fetch: 95 * ms},
 		{Calls: 1, At: 500 * ms, Span: 12 * ms, Fetch: 0},
 	}

@@ -32,32 +32,6 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Result is one library's storm, as printed with -json.
-type Result struct {
-	Lib        string        `json:"lib"`
-	Goroutines int           `json:"goroutines"`
-	Duration   time.Duration `json:"duration_ns"`
-	Lifetime   time.Duration `json:"lifetime_ns"`
-	Latency    time.Duration `json:"latency_ns"`
-	Requests   int           `json:"endpoint_requests"`
-	Calls      int64         `json:"calls"`       // every call
-	After      int64         `json:"calls_after"` // calls that started after the first token arrived
-	Blocked    int64         `json:"blocked"`     // of those, calls slower than the threshold
-	Threshold  time.Duration `json:"blocked_threshold_ns"`
-	P99        time.Duration `json:"p99_ns"` // of the calls after the first token
-	Max        time.Duration `json:"max_ns"` // of the calls after the first token
-	Errors     int64         `json:"errors"`
-	// Stalls counts control calls slower than the threshold: after each
-	// call, the same request is cloned, given a header and sent through
-	// the no-op base, which takes about as long as a cached call and
-	// waits for nothing. A control call that slow means the machine
-	// stalled the process (another process, the hypervisor), and calls
-	// of the library were as likely to be caught.
-	Stalls int64 `json:"stalls"`
-	// Bursts groups the blocked calls by the event that held them up.
-	Bursts []Burst `json:"bursts"`
-}
-
 func main() {
 	var (
 		libs       = flag.String("lib", "forteauth,oauth2", "libraries to storm, comma-separated: forteauth, oauth2, oauth2-unscaled")
@@ -104,7 +78,7 @@ func transport(lib string, cfg *forteauth.Config, lifetime time.Duration) (http.
 	return nil, fmt.Errorf("storm: unknown library %q", lib)
 }
 
-func storm(lib string, goroutines int, d, lifetime, latency, think, threshold time.Duration) (*Result, error) {
+func storm(lib string, goroutines int, d, lifetime, latency, think, threshold time.Duration) (*benchenv.StormResult, error) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
 	srv.SetLifetime(lifetime)
@@ -123,14 +97,14 @@ func storm(lib string, goroutines int, d, lifetime, latency, think, threshold ti
 		stop      = start.Add(d)
 		firstDone atomic.Int64 // when the first call succeeded, as ns since start; 0 until then
 		mu        sync.Mutex
-		total     = &Result{Lib: lib, Goroutines: goroutines, Lifetime: lifetime, Latency: latency, Threshold: threshold}
+		total     = &benchenv.StormResult{Lib: lib, Goroutines: goroutines, Lifetime: lifetime, Latency: latency, Threshold: threshold}
 		hist      histogram
 		wg        sync.WaitGroup
 	)
 	for range goroutines {
 		wg.Go(func() {
 			var (
-				r Result
+				r benchenv.StormResult
 				h histogram
 			)
 			req, _ := http.NewRequest(http.MethodGet, benchenv.APIURL, nil)
