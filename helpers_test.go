@@ -108,6 +108,15 @@ func singleflightGoroutines() int {
 	return goroutinesRunning("created by golang.org/x/sync/singleflight.(*Group).DoChan")
 }
 
+// quiesce waits for background refreshes and shared fetches that earlier
+// tests started to end, so that a test counting them sees only its own.
+func quiesce(t *testing.T) {
+	t.Helper()
+	eventually(t, "earlier tests' refreshes and fetches to end", func() bool {
+		return refreshGoroutines() == 0 && singleflightGoroutines() == 0
+	})
+}
+
 // goroutinesRunning counts the goroutines whose stack mentions fn.
 func goroutinesRunning(fn string) int {
 	buf := make([]byte, 8<<20)

@@ -102,7 +102,9 @@ func TestSoak(t *testing.T) {
 		t.Errorf("%d token requests over %d lifetimes, want at most %d: one full fetch per lifetime", st.TokenRequests, lifetimes+1, limit)
 	}
 
-	// Callers are done; a background refresh may still be finishing.
+	// Callers are done; a background refresh may still be finishing, in a
+	// retry's backoff after an injected 503. It ends with its fetch.
+	quiesce(t)
 	tr.CloseIdleConnections()
 	eventually(t, "goroutines to return to where they started", func() bool {
 		tr.CloseIdleConnections()

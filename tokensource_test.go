@@ -183,6 +183,7 @@ func TestCallerWhoseContextEndsStopsWaitingOthersGetTheToken(t *testing.T) {
 }
 
 func TestCallerWithEndedContextStartsNoFetch(t *testing.T) {
+	quiesce(t)
 	srv := fortetest.NewServer()
 	defer srv.Close()
 	release := srv.Hold() // a fetch, if started, stays in flight where it can be seen
@@ -240,6 +241,7 @@ func TestSourceContextSuppliesValuesOnly(t *testing.T) {
 }
 
 func TestRefreshWindowServesCachedTokenAndRefreshesOnceInBackground(t *testing.T) {
+	quiesce(t)
 	srv := fortetest.NewServer()
 	defer srv.Close()
 	ts, clock, _ := sourceFor(t, srv, nil) // 1 h tokens, 5 min window, 30 s margin
@@ -698,6 +700,7 @@ func TestOAuth2ReuseRuleNeverHoldsAStaleTokenOrWaits(t *testing.T) {
 }
 
 func TestNoGoroutineOutlivesTheRefresh(t *testing.T) {
+	quiesce(t)
 	srv := fortetest.NewServer()
 	defer srv.Close()
 	ts, clock, _ := sourceFor(t, srv, nil)
