@@ -110,8 +110,7 @@ func (e *entry) state(now time.Time) state {
 	return fresh
 }
 
-// token returns a copy of the cached token for a caller in state st at
-// time now.
+// token returns a copy of the cached token for a caller at time now.
 //
 // Its Expiry is not the token's own but the time this source wants to be
 // asked again, plus oauth2Delta, and never later than the real expiry.
@@ -128,10 +127,10 @@ func (e *entry) state(now time.Time) state {
 // token's age, not from sentWall: x/oauth2 compares it with time.Now, and
 // after the wall clock has been set back, sentWall lies ahead of it, so
 // that an Expiry counted from sentWall would fall after the real expiry.
-func (e *entry) token(st state, now time.Time) *oauth2.Token {
+func (e *entry) token(now time.Time) *oauth2.Token {
 	age := e.age(now)
 	next := e.refreshAfter
-	if st != fresh {
+	if age >= e.refreshAfter {
 		next = min(age+dueRecheck, e.staleAfter)
 	}
 	t := *e.tok

@@ -131,11 +131,11 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 // background refresh; see docs/oauth2.md. ExpiresIn is the lifetime the
 // endpoint gave.
 func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
-	e, st, now, err := s.get(ctx)
+	e, now, err := s.get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return e.token(st, now), nil
+	return e.token(now), nil
 }
 
 // Invalidate drops tok from the cache if it is still the cached token, so
@@ -170,19 +170,18 @@ func (s *TokenSource) invalidateUnauthorized(e *entry) bool {
 	return true
 }
 
-// get returns a cached entry that may be handed out, its state, and the
-// time that state was judged at. The fresh path is one clock read and one
-// atomic load.
-func (s *TokenSource) get(ctx context.Context) (*entry, state, time.Time, error) {
+// get returns a cached entry that may be handed out and the time it was
+// judged usable at. The fresh path is one clock read and one atomic load.
+func (s *TokenSource) get(ctx context.Context) (*entry, time.Time, error) {
 	now := s.now()
 	e := s.cache.Load()
 	if e != nil {
-		switch st := e.state(now); st {
+		switch e.state(now) {
 		case fresh:
-			return e, st, now, nil
+			return e, now, nil
 		case refreshDue:
 			s.refreshInBackground(e)
-			return e, st, now, nil
+			return e, now, nil
 		}
 	}
 	return s.wait(ctx, e)
@@ -190,22 +189,21 @@ func (s *TokenSource) get(ctx context.Context) (*entry, state, time.Time, error)
 
 // wait gets the result of the shared fetch, starting it if needed; seen is
 // the unusable entry (or nil) that made the caller wait.
-func (s *TokenSource) wait(ctx context.Context, seen *entry) (*entry, state, time.Time, error) {
+func (s *TokenSource) wait(ctx context.Context, seen *entry) (*entry, time.Time, error) {
 	if s.err != nil {
-		return nil, 0, time.Time{}, s.err
+		return nil, time.Time{}, s.err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, 0, time.Time{}, fmt.Errorf("forteauth: not waiting for a token: %w", err)
+		return nil, time.Time{}, fmt.Errorf("forteauth: not waiting for a token: %w", err)
 	}
 	select {
 	case r := <-s.group.DoChan("", s.fetchAndStore(seen)):
 		if r.Err != nil {
-			return nil, 0, time.Time{}, r.Err
+			return nil, time.Time{}, r.Err
 		}
-		e, now := r.Val.(*entry), s.now()
-		return e, e.state(now), now, nil
+		return r.Val.(*entry), s.now(), nil
 	case <-ctx.Done():
-		return nil, 0, time.Time{}, fmt.Errorf("forteauth: gave up waiting for a token: %w", ctx.Err())
+		return nil, time.Time{}, fmt.Errorf("forteauth: gave up waiting for a token: %w", ctx.Err())
 	}
 }
 

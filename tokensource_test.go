@@ -207,7 +207,7 @@ func TestFetchStartedAfterAnotherFilledTheCacheDoesNotRun(t *testing.T) {
 	ts, clock, _ := sourceFor(t, srv, nil)
 	first := mustToken(t, ts)
 
-	e, _, _, err := ts.wait(context.Background(), nil) // saw nil before the first fetch stored its token
+	e, _, err := ts.wait(context.Background(), nil) // saw nil before the first fetch stored its token
 	if err != nil || e.tok.AccessToken != first.AccessToken || tokenRequests(srv) != 1 {
 		t.Fatalf("late waiter: err %v, token requests %d; want the cached token and no new request", err, tokenRequests(srv))
 	}

@@ -72,7 +72,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	e, _, _, err := ts.get(ctx)
+	e, _, err := ts.get(ctx)
 	if err != nil {
 		closeBody(req)
 		return nil, err
@@ -90,7 +90,7 @@ func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.R
 			return resp, nil
 		}
 	}
-	fresh, _, _, err := ts.get(ctx)
+	fresh, _, err := ts.get(ctx)
 	if err != nil || fresh.tok.AccessToken == e.tok.AccessToken {
 		if body != nil {
 			body.Close()
