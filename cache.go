@@ -123,19 +123,46 @@ func (e *entry) state(now time.Time) state {
 // refreshed token, and a failed refresh is retried, while its token is
 // still usable.
 //
-// Expiry is counted from now on the wall clock as it reads now, by the
-// token's age, not from sentWall: x/oauth2 compares it with time.Now, and
-// after the wall clock has been set back, sentWall lies ahead of it, so
-// that an Expiry counted from sentWall would fall after the real expiry.
+// Expiry is stable: calls in the same state (fresh, or one dueRecheck step
+// of the refresh window) get Equal values, counted from sentWall. Only a
+// wall clock set back since the fetch moves it, earlier by the step (see
+// wallStep): x/oauth2 compares Expiry with time.Now, and an Expiry counted
+// from sentWall alone would then fall after the real expiry.
 func (e *entry) token(now time.Time) *oauth2.Token {
-	age := e.age(now)
+	mono, wall := now.Sub(e.sent), time.Duration(now.UnixNano()-e.sentWall)
 	next := e.refreshAfter
-	if age >= e.refreshAfter {
-		next = min(age+dueRecheck, e.staleAfter)
+	if age := max(mono, wall); age >= e.refreshAfter {
+		steps := (age - e.refreshAfter) / dueRecheck
+		next = min(e.refreshAfter+(steps+1)*dueRecheck, e.staleAfter)
 	}
 	t := *e.tok
-	t.Expiry = time.Unix(0, now.UnixNano()+int64(min(next+oauth2Delta, e.lifetime)-age))
+	t.Expiry = time.Unix(0, e.sentWall+int64(min(next+oauth2Delta, e.lifetime)+wallStep(wall-mono)))
 	return &t
+}
+
+// wallStepGrain separates noise from a step of the wall clock. The wall and
+// monotonic readings of one time.Now are taken apart, so the two ages of a
+// token disagree by nanoseconds to microseconds on every call; a
+// disagreement of half a grain or more is a step.
+const wallStepGrain = time.Millisecond
+
+// wallStep returns how far to move an Expiry counted from sentWall, given
+// skew, the wall-clock age less the monotonic age: 0 while the wall clock
+// has not been set back (noise, or a suspend or a step forward, where the
+// wall-clock age is the token's age), else skew rounded down onto a grid
+// offset by half a grain, so that it is never later than skew and does not
+// flicker with the noise around any step.
+func wallStep(skew time.Duration) time.Duration {
+	const half = wallStepGrain / 2
+	if skew > -half {
+		return 0
+	}
+	x := skew + half // ≤ 0
+	q := x / wallStepGrain
+	if x%wallStepGrain != 0 {
+		q-- // round towards minus infinity
+	}
+	return q*wallStepGrain - half
 }
 
 // backedOff returns e with its next background refresh put off after one

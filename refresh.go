@@ -382,7 +382,8 @@ func parseToken(body []byte) (*oauth2.Token, error) {
 		}
 		return nil, err // from seconds.UnmarshalJSON
 	}
-	switch d := r.Data; {
+	d := r.Data
+	switch {
 	case d == nil:
 		return nil, errors.New(`no "data" object`)
 	case d.AccessToken == "":
@@ -397,9 +398,21 @@ func parseToken(body []byte) (*oauth2.Token, error) {
 		return nil, fmt.Errorf("data.expires_in is %d; it must be a positive number of seconds", d.ExpiresIn.n)
 	case d.ExpiresIn.n > maxExpiresIn:
 		return nil, fmt.Errorf("data.expires_in is %d, implausibly large", d.ExpiresIn.n)
-	default:
-		return &oauth2.Token{AccessToken: d.AccessToken, TokenType: "Bearer", ExpiresIn: d.ExpiresIn.n}, nil
 	}
+	tok := &oauth2.Token{AccessToken: d.AccessToken, TokenType: "Bearer", ExpiresIn: d.ExpiresIn.n}
+	return tok.WithExtra(dataFields(body)), nil
+}
+
+// dataFields returns the fields of body's "data" object as encoding/json
+// decodes them into an any, for Token.Extra, as x/oauth2 keeps a token
+// answer's fields. Every token handed out shares the one map, so it must
+// not be modified.
+func dataFields(body []byte) map[string]any {
+	var r struct {
+		Data map[string]any `json:"data"`
+	}
+	json.Unmarshal(body, &r) // parseToken has decoded body already
+	return r.Data
 }
 
 // validHeaderToken reports whether s is visible ASCII, which covers RFC

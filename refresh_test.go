@@ -1110,3 +1110,37 @@ func TestStatusErrorSaysWhatToDo(t *testing.T) {
 		}
 	}
 }
+
+func TestTokenCarriesTheDataFieldsAsExtra(t *testing.T) {
+	body := `{"data":{"access_token":"` + rfToken + `","token_type":"Bearer","expires_in":3600,` +
+		`"scope":"payments:write","limits":{"per_minute":600}}}`
+	stub := rfNewStub(t, rfRespond(http.StatusCreated, "application/json", body))
+	cfg := rfConfig(stub.URL + fortetest.TokenPath)
+
+	direct, err := cfg.Token(context.Background())
+	if err != nil {
+		t.Fatalf("Config.Token: %s", rfHide(err.Error(), rfToken))
+	}
+	ts := cfg.TokenSource(context.Background())
+	cached := mustToken(t, ts)
+	for name, tok := range map[string]*oauth2.Token{"Config.Token": direct, "TokenSource.Token": cached} {
+		if got := tok.Extra("expires_in"); got != float64(3600) {
+			t.Errorf("%s: Extra(expires_in) = %#v, want the JSON number as decoded, float64(3600)", name, got)
+		}
+		if got := tok.Extra("scope"); got != "payments:write" {
+			t.Errorf("%s: Extra(scope) = %#v, want an unknown field to come through", name, got)
+		}
+		if got, ok := tok.Extra("limits").(map[string]any); !ok || got["per_minute"] != float64(600) {
+			t.Errorf("%s: Extra(limits) = %#v, want the nested object", name, tok.Extra("limits"))
+		}
+		if got := tok.Extra("token_type"); got != "Bearer" {
+			t.Errorf("%s: Extra(token_type) = %#v", name, got)
+		}
+	}
+	if again := mustToken(t, ts); again.Extra("scope") != "payments:write" {
+		t.Errorf("a second copy of the cached token lost its Extra: %#v", again.Extra("scope"))
+	}
+	if n := testing.AllocsPerRun(100, func() { ts.Token() }); n > 1 {
+		t.Errorf("Token() on a fresh token costs %v allocations, want the one copy", n)
+	}
+}

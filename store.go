@@ -118,7 +118,10 @@ func (sh *sharing) open(v []byte) (tok *oauth2.Token, sent time.Time, err error)
 	if err := json.Unmarshal(plain, &st); err != nil || !validHeaderToken(st.AccessToken) || st.ExpiresIn <= 0 || st.ExpiresIn > maxExpiresIn {
 		return nil, sent, errors.New("sealed value holds no valid token")
 	}
-	return &oauth2.Token{AccessToken: st.AccessToken, TokenType: "Bearer", ExpiresIn: st.ExpiresIn}, time.Unix(0, st.Sent), nil
+	tok = &oauth2.Token{AccessToken: st.AccessToken, TokenType: "Bearer", ExpiresIn: st.ExpiresIn}
+	// The Store keeps only the documented fields, so Extra has those.
+	extra := map[string]any{"access_token": st.AccessToken, "token_type": "Bearer", "expires_in": float64(st.ExpiresIn)}
+	return tok.WithExtra(extra), time.Unix(0, st.Sent), nil
 }
 
 // adoptable says whether a token found in the Store may replace seen (the

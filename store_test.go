@@ -143,6 +143,9 @@ func TestStoreSharesOneTokenBetweenSources(t *testing.T) {
 	if n := tokenRequests(srv); n != 1 {
 		t.Fatalf("token requests = %d for 5 sources sharing a store, want 1", n)
 	}
+	if got := mustToken(t, sources[1]).Extra("expires_in"); got != float64(3600) {
+		t.Errorf("a token from the store has Extra(expires_in) = %#v, want float64(3600) as from the endpoint", got)
+	}
 	for k, it := range store.vals {
 		for _, s := range []string{srv.ClientSecret, srv.ClientID, first.AccessToken} {
 			if strings.Contains(k, s) || bytes.Contains(it.v, []byte(s)) {

@@ -18,8 +18,9 @@ import (
 //
 // ctx bounds the whole fetch, retries included, which also has its own
 // 30-second limit. The token's Expiry is when the request was sent plus
-// the expires_in the endpoint answered. Most programs want TokenSource or
-// Client, which cache.
+// the expires_in the endpoint answered; Extra returns the fields of the
+// answer's "data" object. Most programs want TokenSource or Client, which
+// cache.
 func (c *Config) Token(ctx context.Context) (*oauth2.Token, error) {
 	if ctx == nil {
 		ctx = context.Background()
@@ -123,13 +124,17 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 // TokenContext returns a token with at least Config.ExpiryMargin left (or
 // a quarter of its lifetime, if less), waiting for a fetch only if no such
 // token is cached, and no longer than ctx allows. Each call returns a new
-// *oauth2.Token, which the caller may modify.
+// *oauth2.Token, which the caller may modify; its Extra values, the fields
+// of the endpoint's "data" object as encoding/json decodes them, are shared
+// by every copy of one token and must not be modified.
 //
 // The token's Expiry is the time this source would rather be asked again
 // (plus the 10 s that x/oauth2 subtracts), at most its real expiry, so
 // that oauth2.NewClient and ReuseTokenSource come back in time for the
-// background refresh; see docs/oauth2.md. ExpiresIn is the lifetime the
-// endpoint gave.
+// background refresh; see docs/oauth2.md. Calls in the same state of one
+// token get Equal values: Expiry moves when the refresh window opens, each
+// second within it, with a new token, and when the wall clock is set back.
+// ExpiresIn is the lifetime the endpoint gave.
 func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	e, now, err := s.get(ctx)
 	if err != nil {

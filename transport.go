@@ -110,19 +110,16 @@ func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.R
 // given, so sharing URL and the rest with the caller's request is safe. It
 // is the path every API request takes, so it is built in three
 // allocations, where req.Clone and Header.Set take five: the request and
-// the header values in one object (see authorized), and the header map.
+// its header values in one object sized to them (see newRequestCopy), and
+// the header map.
 func (t *Transport) send(req *http.Request, body io.ReadCloser, authorization string) (*http.Response, error) {
-	a := new(authorized)
-	a.req = *req
-	a.req.Body = body
 	n := 1
 	for _, vv := range req.Header {
 		n += len(vv)
 	}
-	values := a.values[:]
-	if n > len(values) {
-		values = make([]string, n)
-	}
+	c, values := newRequestCopy(n)
+	*c = *req
+	c.Body = body
 	values[0] = authorization
 	h := make(http.Header, len(req.Header)+1)
 	h["Authorization"] = values[:1:1]
@@ -134,15 +131,35 @@ func (t *Transport) send(req *http.Request, body io.ReadCloser, authorization st
 			values = values[n:]
 		}
 	}
-	a.req.Header = h
-	return t.base().RoundTrip(&a.req)
+	c.Header = h
+	return t.base().RoundTrip(c)
 }
 
-// authorized is a request sent by Transport, with room for the values of
-// its header: Authorization and a typical API request's few others.
-type authorized struct {
-	req    http.Request
-	values [8]string
+// newRequestCopy returns a request and room for n header values in one
+// allocation, in one of a few sizes, so that a request with few header
+// values does not carry room for many.
+func newRequestCopy(n int) (*http.Request, []string) {
+	switch {
+	case n <= 2:
+		a := new(struct {
+			req    http.Request
+			values [2]string
+		})
+		return &a.req, a.values[:]
+	case n <= 4:
+		a := new(struct {
+			req    http.Request
+			values [4]string
+		})
+		return &a.req, a.values[:]
+	case n <= 8:
+		a := new(struct {
+			req    http.Request
+			values [8]string
+		})
+		return &a.req, a.values[:]
+	}
+	return new(http.Request), make([]string, n)
 }
 
 func (t *Transport) base() http.RoundTripper {

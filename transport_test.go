@@ -457,7 +457,7 @@ func TestTransportCopiesEveryHeaderAndReplacesAuthorization(t *testing.T) {
 		seen = r.Header
 		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
 	})}
-	for _, n := range []int{0, 3, 20} { // within the inline room, and beyond it
+	for _, n := range []int{0, 1, 3, 20} { // within each size of inline room, and beyond it
 		req, _ := http.NewRequest("GET", srv.URL+"/v3/x", nil)
 		req.Header.Set("Authorization", "Basic caller-value")
 		for i := range n {
@@ -487,5 +487,21 @@ func TestTransportCopiesEveryHeaderAndReplacesAuthorization(t *testing.T) {
 		if len(req.Header["X-Multi"]) != n {
 			t.Fatalf("%d headers: a change to the sent header reached the caller's", n)
 		}
+	}
+}
+
+func TestTransportCopiesARequestInThreeAllocations(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	ts, _, _ := sourceFor(t, srv, nil)
+	resp := &http.Response{StatusCode: 200, Body: http.NoBody}
+	tr := &Transport{Source: ts, Base: roundTripFunc(func(*http.Request) (*http.Response, error) { return resp, nil })}
+	req, _ := http.NewRequest("GET", srv.URL+"/v3/x", nil)
+	req.Header.Set("Accept", "application/json")
+	if _, err := tr.RoundTrip(req); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { tr.RoundTrip(req) }); n > 3 {
+		t.Fatalf("RoundTrip costs %v allocations of its own, want 3: the request with its header values, and the header map", n)
 	}
 }
