@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -41,12 +42,6 @@ const (
 	// doubling with each failure in a row to coolDownMax.
 	coolDownBase = time.Second
 	coolDownMax  = 30 * time.Second
-
-	// unauthorizedGrace: a 401 to a token younger than this (or a quarter
-	// of its lifetime, if less) does not invalidate it. A token that new
-	// was rejected for something a new token will not fix, and fetching
-	// one per 401 would flood the token endpoint.
-	unauthorizedGrace = 5 * time.Second
 )
 
 // entry is one cached token and the ages at which its state changes.
@@ -61,6 +56,11 @@ type entry struct {
 	refreshAfter time.Duration // age at which a background refresh starts
 	staleAfter   time.Duration // age from which tok is not handed out
 	failures     int           // background refreshes failed in a row
+
+	// accepted is nil but for a token on trial (see unauthorized), and
+	// then set once the API has answered it with anything but 401. It is
+	// a pointer so that the copies backedOff makes share it.
+	accepted *atomic.Bool
 }
 
 // newEntry caches tok, fetched by a request sent at sent. window and
@@ -173,12 +173,6 @@ func (e *entry) backedOff(age, serverWait time.Duration) *entry {
 	e2.failures++
 	e2.refreshAfter = min(age+max(doubling(bgBackoffBase, bgBackoffMax, e2.failures), serverWait), e.staleAfter)
 	return &e2
-}
-
-// unauthorizedInvalidates reports whether a 401 answer to this token
-// at time now should invalidate it; see unauthorizedGrace.
-func (e *entry) unauthorizedInvalidates(now time.Time) bool {
-	return e.age(now) >= min(unauthorizedGrace, e.lifetime/4)
 }
 
 // doubling returns base<<(n-1), at most ceiling, jittered down by up to

@@ -342,20 +342,26 @@ func TestEndpointAnsweringTheSameTokenTwice(t *testing.T) {
 		ts, clock, _ := rlSource(t, srv.URL+fortetest.TokenPath, nil)
 		c := &http.Client{Transport: &Transport{Source: ts}}
 		mustToken(t, ts)
-		clock.Advance(time.Minute) // past the 401 grace period
-		// The 401 invalidates the token; the new fetch brings the same
-		// one, so the request is not replayed: the caller gets the 401.
+		// The 401 invalidates the token, 0 s old; the new fetch brings
+		// the same one, so the request is not replayed: the caller gets
+		// the 401.
 		if code := get(t, c, srv.URL+"/v3/payments"); code != http.StatusUnauthorized {
 			t.Fatalf("status %d, want the API's 401", code)
 		}
 		if a, tr := api.Load(), srv.requests.Load()-api.Load(); a != 1 || tr != 2 {
 			t.Fatalf("API saw %d requests and the token endpoint %d; want 1 and 2", a, tr)
 		}
-		// The re-issued token is young, so the next 401 does not start
-		// another fetch: at most one fetch per grace period, not per 401.
+		// The re-issued token is on trial and rejected before the API
+		// accepted it, so the next 401 starts a cool-down, not another
+		// fetch: at most one fetch per cool-down, not per 401.
 		get(t, c, srv.URL+"/v3/payments")
 		if tr := srv.requests.Load() - api.Load(); tr != 2 {
 			t.Fatalf("token endpoint saw %d requests after a second 401, want still 2", tr)
+		}
+		clock.Advance(coolDownBase) // a first cool-down is at most this
+		get(t, c, srv.URL+"/v3/payments")
+		if tr := srv.requests.Load() - api.Load(); tr != 3 {
+			t.Fatalf("token endpoint saw %d requests after a 401 past the cool-down, want 3", tr)
 		}
 	})
 }

@@ -113,6 +113,8 @@ type TokenSource struct {
 
 	share    *sharing               // nil without Config.Store
 	rejected atomic.Pointer[string] // the last token invalidated, which the Store may still hold
+
+	unauthorized unauthorized // the guard against 401 floods; see answered
 }
 
 // Token returns a usable token, as TokenContext with a context that never
@@ -158,21 +160,6 @@ func (s *TokenSource) Invalidate(tok *oauth2.Token) {
 			return
 		}
 	}
-}
-
-// invalidateUnauthorized drops the token of e after an API answered 401 to
-// it, unless it is too young for that to help (see unauthorizedGrace). It
-// reports whether a retry may get a different token.
-func (s *TokenSource) invalidateUnauthorized(e *entry) bool {
-	cur := s.cache.Load()
-	if cur == nil || cur.tok.AccessToken != e.tok.AccessToken {
-		return true // already replaced
-	}
-	if !cur.unauthorizedInvalidates(s.now()) {
-		return false
-	}
-	s.Invalidate(e.tok)
-	return true
 }
 
 // get returns a cached entry that may be handed out and the time it was
@@ -268,6 +255,7 @@ func (s *TokenSource) fetchNow(seen *entry) (any, error) {
 	if s.share != nil {
 		e, release := s.share.acquire(s.ctx, s.adoptable(seen), s.cfg.refreshWindow(), s.cfg.expiryMargin())
 		if e != nil {
+			e = s.onTrial(e)
 			s.cache.Store(e)
 			s.failure.Store(nil)
 			return e, nil
@@ -279,6 +267,7 @@ func (s *TokenSource) fetchNow(seen *entry) (any, error) {
 	if err == nil {
 		e := newEntry(tok, sent, s.cfg.refreshWindow(), s.cfg.expiryMargin())
 		if e.state(now) != stale {
+			e = s.onTrial(e)
 			s.cache.Store(e)
 			s.failure.Store(nil)
 			if s.share != nil {

@@ -18,10 +18,13 @@ import (
 //
 // With a *TokenSource as Source, Transport waits for a token no longer
 // than the request's context allows, and recovers from a 401: it
-// invalidates the token the API rejected and sends the request once more
-// with a new token, if the request's body can be sent again (it is empty
-// or GetBody is set). Otherwise the 401 is returned as is, and the next
-// request gets a new token.
+// invalidates the token the API rejected, whatever its age, and sends the
+// request once more with a new token, if the request's body can be sent
+// again (it is empty or GetBody is set). Otherwise the 401 is returned as
+// is, and the next request gets a new token. If the API rejects the new
+// token too before accepting it once, 401s are returned as they are for a
+// cool-down (up to 1 s at first, doubling to at most 30 s while rejections
+// go on) instead of each costing a token request; any other answer ends it.
 type Transport struct {
 	// Source supplies tokens. Any oauth2.TokenSource works; a *TokenSource
 	// adds the context-aware wait and 401 recovery.
@@ -78,7 +81,7 @@ func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.R
 		return nil, err
 	}
 	resp, err := t.send(req, req.Body, e.header)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || !ts.invalidateUnauthorized(e) {
+	if err != nil || !ts.answered(e, resp.StatusCode) {
 		return resp, err
 	}
 	body := req.Body
@@ -100,7 +103,11 @@ func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.R
 	// Drain a little so that the connection can be reused.
 	io.CopyN(io.Discard, resp.Body, 4<<10)
 	resp.Body.Close()
-	return t.send(req, body, fresh.header)
+	resp, err = t.send(req, body, fresh.header)
+	if err == nil {
+		ts.answered(fresh, resp.StatusCode) // never a second replay
+	}
+	return resp, err
 }
 
 // send sends a copy of req with body and the Authorization header.
