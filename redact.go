@@ -73,15 +73,20 @@ func secretForms(clientID, secret string) []string {
 		goJSON(secret, false),
 		// fmt's %q, which net/http uses to quote a malformed answer.
 		unquote(strconv.Quote(secret)),
-		unquote(strconv.QuoteToASCII(secret)),
 		url.QueryEscape(secret),
 		url.PathEscape(secret),
 	}
-	// What other JSON encoders write (the decode-and-rescan of JSON bodies
-	// in redactor.body catches the rest).
+	// What other JSON encoders write, down to the strictest, which escapes
+	// every character (the decode-and-rescan of JSON bodies in
+	// redactor.body catches any other mix of escapes).
 	for st := range jsonStyles {
 		forms = append(forms, jsonString(secret, st))
 	}
+	var every strings.Builder
+	for _, u := range utf16.Encode([]rune(secret)) {
+		fmt.Fprintf(&every, `\u%04x`, u)
+	}
+	forms = append(forms, every.String())
 	// A Basic header, with and without RFC 6749's form-encoding first.
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
 		forms = append(forms,
@@ -115,7 +120,6 @@ const (
 	jsonLineSep                       // U+2028, U+2029 as \u2028, \u2029 (encoding/json)
 	jsonASCII                         // everything outside ' '..'~' as \uXXXX (Python, PHP)
 	jsonSlash                         // / as \/ (PHP, some Java encoders)
-	jsonLongCtl                       // \b, \f as \u0008, \u000c (Go before 1.22, others)
 
 	jsonStyles jsonStyle = 1 << iota // the number of combinations
 )
@@ -136,9 +140,9 @@ func jsonString(s string, st jsonStyle) string {
 			b.WriteString(`\r`)
 		case c == '\t':
 			b.WriteString(`\t`)
-		case c == '\b' && st&jsonLongCtl == 0:
+		case c == '\b':
 			b.WriteString(`\b`)
-		case c == '\f' && st&jsonLongCtl == 0:
+		case c == '\f':
 			b.WriteString(`\f`)
 		case c < ' ':
 			u(c)
@@ -372,7 +376,7 @@ func (r *redactor) url(raw string) string {
 		return r.String(raw)
 	}
 	user := url.User(u.User.Username()).String() // escaped as in the URL
-	if r.String(u.User.Username()) != u.User.Username() || r.String(user) != user {
+	if r.String(u.User.Username()) != u.User.Username() {
 		user = redacted
 	}
 	if _, ok := u.User.Password(); ok {

@@ -289,10 +289,12 @@ func (f *fetcher) statusError(resp *http.Response, body []byte) error {
 			Message string `json:"message"`
 		}
 		var code string
+		// Every string decoded from the scrubbed body has been through
+		// the redactor (see redactor.body), these two included.
 		if json.Unmarshal(forte.Error, &detail) == nil {
-			re.ErrorCode, re.ErrorDescription = f.red.String(detail.Reason), f.red.String(detail.Message)
+			re.ErrorCode, re.ErrorDescription = detail.Reason, detail.Message
 		} else if json.Unmarshal(forte.Error, &code) == nil {
-			re.ErrorCode = f.red.String(code) // an RFC 6749 error body
+			re.ErrorCode = code // an RFC 6749 error body
 		}
 	}
 	return &statusError{re, wait}
