@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -34,20 +35,26 @@ const minRedactLen = 4
 // redactor removes one client secret from text, in every form the library
 // produces or a server could plausibly echo. One is made per Config, by
 // newFetcher, and everything built from what a server sent and everything
-// logged goes through it. It is for error and log paths only: building one
-// and using it cost allocations the token paths must not pay.
+// logged goes through it. It is for error and log paths only, and builds
+// its tables on first use, so that a TokenSource that never fails carries
+// only its two strings.
 type redactor struct {
-	secret string
+	clientID, secret string
+
+	once   sync.Once
 	exact  *strings.Replacer // every form, as produced; nil if the secret is too short
 	folded []string          // the forms holding %XX or \uXXXX escapes, as normEscapes writes them
 }
 
 func newRedactor(clientID, secret string) *redactor {
-	r := &redactor{secret: secret}
-	if len(secret) < minRedactLen {
-		return r
+	return &redactor{clientID: clientID, secret: secret}
+}
+
+func (r *redactor) build() {
+	if len(r.secret) < minRedactLen {
+		return
 	}
-	forms := secretForms(clientID, secret)
+	forms := secretForms(r.clientID, r.secret)
 	pairs := make([]string, 0, 2*len(forms))
 	for _, f := range forms {
 		pairs = append(pairs, f, redacted)
@@ -58,7 +65,6 @@ func newRedactor(clientID, secret string) *redactor {
 	r.exact = strings.NewReplacer(pairs...)
 	slices.Sort(r.folded)
 	r.folded = slices.Compact(r.folded)
-	return r
 }
 
 // secretForms lists the forms of secret to remove, longest first, so that
@@ -210,7 +216,11 @@ func (r *redactor) String(s string) string {
 	if r.secret != "" && s == r.secret {
 		return redacted
 	}
-	if r.exact == nil || s == "" {
+	if s == "" {
+		return s
+	}
+	r.once.Do(r.build)
+	if r.exact == nil {
 		return s
 	}
 	// A replacement can join what is left around it into a new match (a
