@@ -34,8 +34,9 @@ const minRedactLen = 4
 
 // redactor removes one client secret from text, in every form the library
 // produces or a server could plausibly echo. One is made per Config, by
-// newFetcher, and everything built from what a server sent and everything
-// logged goes through it. It is for error and log paths only, and builds
+// newFetcher (so one per TokenSource, or per Config.Token call), and
+// everything built from what a server sent and everything logged goes
+// through it; validating or printing a Config makes one of its own. It is for error and log paths only, and builds
 // its tables on first use, so that a TokenSource that never fails carries
 // only its two strings.
 type redactor struct {
