@@ -41,7 +41,8 @@ var ErrInvalidConfig = errors.New("forteauth: invalid Config")
 // A Config is read when TokenSource, Client or Token is called; later
 // changes to it do not affect sources and clients already made. A Config
 // printed with fmt, logged with log/slog or encoded with encoding/json shows
-// "[REDACTED]" for ClientSecret; decoding one from JSON works as usual.
+// "[REDACTED]" for ClientSecret and for a password in TokenURL; decoding one
+// from JSON works as usual.
 type Config struct {
 	// ClientID and ClientSecret are the credentials issued by Forte.
 	// Both are required.
@@ -96,24 +97,31 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: RefreshWindow (%v) must be longer than ExpiryMargin (%v), or tokens go stale before any background refresh; raise RefreshWindow",
 			ErrInvalidConfig, c.refreshWindow(), c.expiryMargin())
 	}
+	// The errors below show TokenURL only as redactor.url prints it: a
+	// password pasted into it stays out of them.
 	u, err := url.Parse(c.TokenURL)
 	if err != nil {
-		// url.Parse's error quotes the URL, which is not secret.
-		return fmt.Errorf("%w: TokenURL: %v", ErrInvalidConfig, err)
+		return fmt.Errorf("%w: %s; give an absolute https URL such as forteauth.SandboxTokenURL",
+			ErrInvalidConfig, newRedactor(c.ClientID, c.ClientSecret).parseError(err))
 	}
 	switch {
 	case u.Host == "":
-		return fmt.Errorf("%w: TokenURL %q has no host; give an absolute https URL", ErrInvalidConfig, c.TokenURL)
+		return fmt.Errorf("%w: TokenURL %q has no host; give an absolute https URL", ErrInvalidConfig, c.printedURL())
 	case u.User != nil:
 		return fmt.Errorf("%w: TokenURL must not contain user information; the credentials go in ClientID and ClientSecret", ErrInvalidConfig)
 	case u.Scheme == "https":
 	case u.Scheme == "http" && isLoopback(u.Hostname()):
 	case u.Scheme == "http":
-		return fmt.Errorf("%w: TokenURL %q is plain http to a non-loopback host, which would expose the secret; use https", ErrInvalidConfig, c.TokenURL)
+		return fmt.Errorf("%w: TokenURL %q is plain http to a non-loopback host, which would expose the secret; use https", ErrInvalidConfig, c.printedURL())
 	default:
-		return fmt.Errorf("%w: TokenURL %q has scheme %q; use https", ErrInvalidConfig, c.TokenURL, u.Scheme)
+		return fmt.Errorf("%w: TokenURL %q has scheme %q; use https", ErrInvalidConfig, c.printedURL(), u.Scheme)
 	}
 	return nil
+}
+
+// printedURL is TokenURL as c prints it; see redactor.url.
+func (c *Config) printedURL() string {
+	return newRedactor(c.ClientID, c.ClientSecret).url(c.TokenURL)
 }
 
 func (c *Config) refreshWindow() time.Duration {
@@ -128,13 +136,6 @@ func (c *Config) expiryMargin() time.Duration {
 		return defaultExpiryMargin
 	}
 	return c.ExpiryMargin
-}
-
-func (c *Config) logger() *slog.Logger {
-	if c.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return c.Logger
 }
 
 // httpClient returns the client named in the HTTPClient field's comment.
@@ -157,11 +158,9 @@ func isLoopback(host string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-// redacted stands in for ClientSecret wherever a Config is printed.
-const redacted = "[REDACTED]"
-
-// printable is the Config shown by fmt and slog: the secret replaced by a
-// marker that still tells whether one is set.
+// printable is the Config shown by fmt and encoding/json: the secret
+// replaced by a marker that still tells whether one is set, and TokenURL
+// as printedURL shows it.
 func (c Config) printable() any {
 	// Declared here so that %#v prints "forteauth.Config{...}".
 	type Config struct {
@@ -178,23 +177,25 @@ func (c Config) printable() any {
 	if p.ClientSecret != "" {
 		p.ClientSecret = redacted
 	}
+	p.TokenURL = c.printedURL()
 	return p
 }
 
 // Format implements fmt.Formatter so that every verb, %#v included, prints c
-// with ClientSecret replaced by "[REDACTED]".
+// with ClientSecret, and any password in TokenURL, replaced by "[REDACTED]".
 func (c Config) Format(f fmt.State, verb rune) {
 	fmt.Fprintf(f, fmt.FormatString(f, verb), c.printable())
 }
 
-// MarshalJSON encodes c with ClientSecret replaced by "[REDACTED]", so that
-// a Config (or a struct holding one) written to a log or a debug endpoint
-// does not carry the secret.
+// MarshalJSON encodes c with ClientSecret, and any password in TokenURL,
+// replaced by "[REDACTED]", so that a Config (or a struct holding one)
+// written to a log or a debug endpoint does not carry the secret.
 func (c Config) MarshalJSON() ([]byte, error) {
 	return json.Marshal(c.printable())
 }
 
-// LogValue implements slog.LogValuer: c logs as a group without the secret.
+// LogValue implements slog.LogValuer: c logs as a group without the secret
+// or a password in TokenURL.
 func (c Config) LogValue() slog.Value {
 	secret := ""
 	if c.ClientSecret != "" {
@@ -203,7 +204,7 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("client_id", c.ClientID),
 		slog.String("client_secret", secret),
-		slog.String("token_url", c.TokenURL),
+		slog.String("token_url", c.printedURL()),
 		slog.Duration("refresh_window", c.refreshWindow()),
 		slog.Duration("expiry_margin", c.expiryMargin()),
 	)

@@ -56,7 +56,8 @@ var defaultRetry = retryPolicy{
 type fetcher struct {
 	clientID, clientSecret, tokenURL string
 	client                           *http.Client // never follows redirects
-	log                              *slog.Logger
+	red                              *redactor    // for everything built from an answer, and the logs
+	log                              *slog.Logger // Config.Logger behind red
 	retry                            retryPolicy
 	now                              func() time.Time
 	sleep                            func(context.Context, time.Duration) error
@@ -65,12 +66,14 @@ type fetcher struct {
 func newFetcher(c *Config, hc *http.Client) *fetcher {
 	noRedirects := *hc
 	noRedirects.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	red := newRedactor(c.ClientID, c.ClientSecret)
 	return &fetcher{
 		clientID:     c.ClientID,
 		clientSecret: c.ClientSecret,
 		tokenURL:     c.TokenURL,
 		client:       &noRedirects,
-		log:          c.logger(),
+		red:          red,
+		log:          c.logger(red),
 		retry:        defaultRetry,
 		now:          time.Now,
 		sleep:        sleep,
@@ -128,7 +131,7 @@ func (f *fetcher) attempt(ctx context.Context) (tok *oauth2.Token, sent time.Tim
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.tokenURL, bytes.NewReader(body))
 	if err != nil {
-		return nil, sent, -1, fmt.Errorf("%w: TokenURL: %v", ErrInvalidConfig, err)
+		return nil, sent, -1, fmt.Errorf("%w: %s", ErrInvalidConfig, f.red.parseError(err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
@@ -137,23 +140,25 @@ func (f *fetcher) attempt(ctx context.Context) (tok *oauth2.Token, sent time.Tim
 	sent = f.now()
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return nil, sent, retryableNetError(err), fmt.Errorf("forteauth: token request failed: %w", err)
+		return nil, sent, retryableNetError(err), f.red.wrap("forteauth: token request failed", err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
 	if err != nil {
-		return nil, sent, retryableNetError(err), fmt.Errorf("forteauth: reading token response (HTTP %d): %w", resp.StatusCode, err)
+		return nil, sent, retryableNetError(err), f.red.wrap(fmt.Sprintf("forteauth: reading token response (HTTP %d)", resp.StatusCode), err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, sent, retryableStatus(resp, f.now()), f.statusError(resp, data)
+		wait := retryableStatus(resp, f.now()) // before statusError scrubs the headers
+		return nil, sent, wait, f.statusError(resp, data)
 	}
 	if len(data) > maxBodySize {
 		return nil, sent, -1, fmt.Errorf("%w: body exceeds 1 MiB (HTTP %d)", ErrInvalidResponse, resp.StatusCode)
 	}
 	tok, err = parseToken(data)
 	if err != nil {
-		return nil, sent, -1, fmt.Errorf("%w: %v (HTTP %d, %d bytes, Content-Type %q)",
-			ErrInvalidResponse, err, resp.StatusCode, len(data), resp.Header.Get("Content-Type"))
+		// The message quotes token_type and Content-Type, which the server chose.
+		return nil, sent, -1, fmt.Errorf("%w: %s", ErrInvalidResponse, f.red.String(fmt.Sprintf("%v (HTTP %d, %d bytes, Content-Type %q)",
+			err, resp.StatusCode, len(data), resp.Header.Get("Content-Type"))))
 	}
 	tok.Expiry = sent.Add(time.Duration(tok.ExpiresIn) * time.Second).Round(0)
 	return tok, sent, 0, nil
@@ -264,11 +269,17 @@ func (e *statusError) Error() string {
 }
 
 // statusError builds the error for a non-2xx answer. A misbehaving server
-// could echo the request, so the secret is scrubbed from what is kept.
+// (or a proxy) could echo the request anywhere in its answer, so the secret
+// is scrubbed from everything kept: the body and what is decoded from it,
+// and, in place, the status line and the headers of resp, which the error
+// holds and %+v of it could print.
 func (f *fetcher) statusError(resp *http.Response, body []byte) error {
-	body = scrubSecret(body[:min(len(body), maxBodySize)], f.clientSecret)
-	re := &oauth2.RetrieveError{Response: resp, Body: body}
 	wait := retryAfter(resp.Header.Get("Retry-After"), f.now())
+	resp.Status = f.red.String(resp.Status)
+	f.red.header(resp.Header)
+	f.red.header(resp.Trailer)
+	body = f.red.body(body[:min(len(body), maxBodySize)])
+	re := &oauth2.RetrieveError{Response: resp, Body: body}
 	var forte struct {
 		Error json.RawMessage `json:"error"`
 	}
@@ -278,6 +289,8 @@ func (f *fetcher) statusError(resp *http.Response, body []byte) error {
 			Message string `json:"message"`
 		}
 		var code string
+		// Every string decoded from the scrubbed body has been through
+		// the redactor (see redactor.body), these two included.
 		if json.Unmarshal(forte.Error, &detail) == nil {
 			re.ErrorCode, re.ErrorDescription = detail.Reason, detail.Message
 		} else if json.Unmarshal(forte.Error, &code) == nil {
@@ -285,47 +298,6 @@ func (f *fetcher) statusError(resp *http.Response, body []byte) error {
 		}
 	}
 	return &statusError{re, wait}
-}
-
-// scrubSecret removes secret from body: as it is, and, if body is JSON,
-// from its decoded strings, where an escaped form could hide it.
-func scrubSecret(body []byte, secret string) []byte {
-	body = bytes.ReplaceAll(body, []byte(secret), []byte(redacted))
-	var v any
-	if json.Unmarshal(body, &v) != nil {
-		return body
-	}
-	if scrubbed, changed := scrubValue(v, secret); changed {
-		body, _ = json.Marshal(scrubbed)
-	}
-	return body
-}
-
-func scrubValue(v any, secret string) (any, bool) {
-	changed := false
-	switch v := v.(type) {
-	case string:
-		if strings.Contains(v, secret) {
-			return strings.ReplaceAll(v, secret, redacted), true
-		}
-	case []any:
-		for i := range v {
-			var c bool
-			v[i], c = scrubValue(v[i], secret)
-			changed = changed || c
-		}
-	case map[string]any:
-		for k, x := range v {
-			s, c := scrubValue(x, secret)
-			if strings.Contains(k, secret) {
-				delete(v, k)
-				k, c = strings.ReplaceAll(k, secret, redacted), true
-			}
-			v[k] = s
-			changed = changed || c
-		}
-	}
-	return v, changed
 }
 
 // tokenResponse is the 2xx body of POST /auth/v1/oauth2/token.

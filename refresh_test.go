@@ -1098,7 +1098,7 @@ func TestStatusErrorSaysWhatToDo(t *testing.T) {
 		{503, "", "overloaded or down", ""},
 		{501, "", "does not support this request", "overloaded"},
 	}
-	f := &fetcher{clientSecret: "s3cr3t-value-XYZ", now: time.Now}
+	f := &fetcher{clientSecret: "s3cr3t-value-XYZ", red: newRedactor(rfClientID, "s3cr3t-value-XYZ"), now: time.Now}
 	for _, c := range cases {
 		resp := &http.Response{StatusCode: c.status, Status: fmt.Sprintf("%d %s", c.status, http.StatusText(c.status)), Header: http.Header{}}
 		if c.location != "" {

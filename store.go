@@ -51,7 +51,8 @@ type sharing struct {
 	bad       string    // the last value that did not open, logged once
 }
 
-func newSharing(c *Config) (*sharing, error) {
+// newSharing returns c.Store's use by a TokenSource that logs to log.
+func newSharing(c *Config, log *slog.Logger) (*sharing, error) {
 	secret := []byte(c.ClientSecret)
 	// Both derivations bind the token URL and client ID, so that one
 	// secret used against two endpoints shares nothing between them.
@@ -76,7 +77,7 @@ func newSharing(c *Config) (*sharing, error) {
 		store:    c.Store,
 		key:      "forteauth:v1:" + hex.EncodeToString(id),
 		aead:     aead,
-		log:      c.logger(),
+		log:      log,
 		now:      time.Now,
 		lockWait: lockWait,
 		lockPoll: lockPoll,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -168,7 +169,7 @@ func TestStoreTTLIsTheTokensUsableLifetime(t *testing.T) {
 func TestStoreKeyDependsOnURLClientAndSecret(t *testing.T) {
 	base := Config{ClientID: "id", ClientSecret: "secret-one", TokenURL: SandboxTokenURL, Store: newMemStore(time.Now)}
 	key := func(c Config) string {
-		sh, err := newSharing(&c)
+		sh, err := newSharing(&c, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +225,7 @@ func TestStoreValueSealedUnderAnotherSecretIsIgnored(t *testing.T) {
 	ts := sources[0]
 
 	other := Config{ClientID: srv.ClientID, ClientSecret: "another-secret", TokenURL: srv.TokenURL, Store: store}
-	sh, err := newSharing(&other)
+	sh, err := newSharing(&other, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +381,7 @@ func TestStoreIsNotOnTheHotPath(t *testing.T) {
 
 func TestSealedValueIsBoundToItsKey(t *testing.T) {
 	cfg := &Config{ClientID: "id", ClientSecret: "secret", TokenURL: SandboxTokenURL, Store: newMemStore(time.Now)}
-	sh, err := newSharing(cfg)
+	sh, err := newSharing(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +390,7 @@ func TestSealedValueIsBoundToItsKey(t *testing.T) {
 	if tok, _, err := sh.open(v); err != nil || tok.AccessToken != "token-value" {
 		t.Fatalf("open(seal) = %v, %v", tok, err)
 	}
-	moved, _ := newSharing(cfg) // same sealing key
+	moved, _ := newSharing(cfg, slog.New(slog.DiscardHandler)) // same sealing key
 	moved.key = sh.key + "-elsewhere"
 	if _, _, err := moved.open(v); err == nil {
 		t.Fatal("a value moved to another key opened")

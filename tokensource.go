@@ -50,14 +50,14 @@ func (c *Config) TokenSource(ctx context.Context) *TokenSource {
 		err:   cfg.validate(),
 		ctx:   context.WithoutCancel(ctx),
 		fetch: newFetcher(&cfg, cfg.httpClient(ctx)),
-		log:   cfg.logger(),
 		now:   time.Now,
 	}
+	s.log = s.fetch.log
 	if u, err := url.Parse(cfg.TokenURL); s.err == nil && err == nil {
 		s.host = u.Host
 	}
 	if s.err == nil && cfg.Store != nil {
-		s.share, s.err = newSharing(&cfg)
+		s.share, s.err = newSharing(&cfg, s.log)
 	}
 	return s
 }
@@ -102,8 +102,8 @@ type TokenSource struct {
 	err   error   // from cfg.validate; returned by every call
 	ctx   context.Context
 	fetch *fetcher
-	host  string // TokenURL's host: what Transport sends tokens to by default
-	log   *slog.Logger
+	host  string       // TokenURL's host: what Transport sends tokens to by default
+	log   *slog.Logger // the fetcher's: Config.Logger behind its redactor
 	now   func() time.Time
 
 	cache      atomic.Pointer[entry]
@@ -302,7 +302,7 @@ func (s *TokenSource) Format(f fmt.State, verb rune) {
 		fmt.Fprint(f, "(*forteauth.TokenSource)(nil)")
 		return
 	}
-	fmt.Fprintf(f, "&forteauth.TokenSource{ClientID:%q TokenURL:%q Token:%s}", s.cfg.ClientID, s.cfg.TokenURL, s.describeToken())
+	fmt.Fprintf(f, "&forteauth.TokenSource{ClientID:%q TokenURL:%q Token:%s}", s.cfg.ClientID, s.fetch.red.url(s.cfg.TokenURL), s.describeToken())
 }
 
 // LogValue implements slog.LogValuer with the same content as Format.
@@ -312,7 +312,7 @@ func (s *TokenSource) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("client_id", s.cfg.ClientID),
-		slog.String("token_url", s.cfg.TokenURL),
+		slog.String("token_url", s.fetch.red.url(s.cfg.TokenURL)),
 		slog.String("token", s.describeToken()),
 	)
 }

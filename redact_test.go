@@ -1,0 +1,744 @@
+package forteauth
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf16"
+
+	"github.com/forteauth/forteauth/fortetest"
+	"golang.org/x/oauth2"
+)
+
+// rdSecrets are secrets with every character that some encoding of the
+// secret changes.
+var rdSecrets = []struct{ name, secret string }{
+	{"plain", "s3cr3t-value-XYZ"},
+	{`with "`, `s3cr3t"value`},
+	{`with \`, `s3cr3t\value`},
+	{"with <", "s3cr3t<value"},
+	{"with >", "s3cr3t>value"},
+	{"with &", "s3cr3t&value"},
+	{"with a control character", "s3cr3t\x01value"},
+	{"with U+2028", "s3cr3t\u2028value"},
+	{"with U+2029", "s3cr3t\u2029value"},
+	{"with U+2028 and \"", "s3cr3t\u2028\"value"},
+	{"with % + /", "s3cr3t%2B+/value"},
+	{"non-ASCII", "s3cr3t-välue-日本-😀"},
+	{"non-ASCII with a control character", "s3cr3t-välue\x01"},
+	{"100 bytes", strings.Repeat("Ab+/%é<&", 11) + "Z"},
+}
+
+// rdForms are the forms of secret that must appear nowhere, by name,
+// computed here with the standard library and by hand, independently of
+// the redactor.
+func rdForms(clientID, secret string) map[string]string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(secret)
+	noHTML := strings.TrimSuffix(b.String(), "\n")
+	withHTML, _ := json.Marshal(secret)
+	upperU := regexp.MustCompile(`\\u[0-9a-f]{4}`)
+	lowerPct := regexp.MustCompile(`%[0-9A-F]{2}`)
+	forms := map[string]string{
+		"raw":                                   secret,
+		"encoding/json":                         string(withHTML[1 : len(withHTML)-1]),
+		"encoding/json without HTML escaping":   noHTML[1 : len(noHTML)-1],
+		"encoding/json with upper-case hex":     upperU.ReplaceAllStringFunc(string(withHTML[1:len(withHTML)-1]), func(e string) string { return `\u` + strings.ToUpper(e[2:]) }),
+		"PHP json_encode":                       rdJSONByHand(secret, true, true),
+		"Python json.dumps":                     rdJSONByHand(secret, false, true),
+		"JavaScript JSON.stringify":             rdJSONByHand(secret, false, false),
+		"every character as upper-case \\uXXXX": rdEveryCharEscaped(secret),
+		"strconv.Quote":                         strconv.Quote(secret)[1 : len(strconv.Quote(secret))-1],
+		"url.QueryEscape":                       url.QueryEscape(secret),
+		"url.PathEscape":                        url.PathEscape(secret),
+		"url.QueryEscape with lower-case hex":   lowerPct.ReplaceAllStringFunc(url.QueryEscape(secret), strings.ToLower),
+		"url.PathEscape with lower-case hex":    lowerPct.ReplaceAllStringFunc(url.PathEscape(secret), strings.ToLower),
+	}
+	for name, enc := range map[string]*base64.Encoding{
+		"base64 std": base64.StdEncoding, "base64 URL": base64.URLEncoding,
+		"base64 raw std": base64.RawStdEncoding, "base64 raw URL": base64.RawURLEncoding,
+	} {
+		forms[name] = enc.EncodeToString([]byte(secret))
+		forms[name+" of a Basic header"] = enc.EncodeToString([]byte(clientID + ":" + secret))
+	}
+	return forms
+}
+
+// rdJSONByHand writes s as a JSON string body the way other encoders do:
+// slash escapes / as \/ (PHP), ascii writes everything outside ' '..'~'
+// as \uXXXX (PHP, Python); without ascii, U+2028 stays raw (JavaScript).
+func rdJSONByHand(s string, slash, ascii bool) string {
+	var b strings.Builder
+	for _, c := range s {
+		switch {
+		case c == '"':
+			b.WriteString(`\"`)
+		case c == '\\':
+			b.WriteString(`\\`)
+		case c == '/' && slash:
+			b.WriteString(`\/`)
+		case c < 0x20 || ascii && c > 0x7e:
+			for _, u := range utf16.Encode([]rune{c}) {
+				fmt.Fprintf(&b, "\\u%04x", u)
+			}
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// rdEveryCharEscaped writes every character of s as \uXXXX, upper case.
+func rdEveryCharEscaped(s string) string {
+	var b strings.Builder
+	for _, u := range utf16.Encode([]rune(s)) {
+		fmt.Fprintf(&b, "\\u%04X", u)
+	}
+	return b.String()
+}
+
+// rdAssertNoForm fails if any form in forms occurs in s, naming the form
+// but not printing s.
+func rdAssertNoForm(t *testing.T, what, s string, forms map[string]string) {
+	t.Helper()
+	for name, f := range forms {
+		if strings.Contains(s, f) {
+			t.Errorf("%s holds the secret as %s (%d-byte output)", what, name, len(s))
+		}
+	}
+}
+
+func TestRedactorRemovesEveryForm(t *testing.T) {
+	for _, sc := range rdSecrets {
+		t.Run(sc.name, func(t *testing.T) {
+			r := newRedactor(rfClientID, sc.secret)
+			forms := rdForms(rfClientID, sc.secret)
+			for name, f := range forms {
+				got := r.String("before " + f + " after")
+				rdAssertNoForm(t, "redacted "+name, got, forms)
+				if got != "before [REDACTED] after" {
+					t.Errorf("%s: got %d bytes %q around the marker, want only \"before [REDACTED] after\"", name, len(got), rdStrip(got, forms))
+				}
+			}
+			var all []string
+			for _, f := range forms {
+				all = append(all, f)
+			}
+			slices.Sort(all)
+			got := r.String(strings.Join(all, "|"))
+			rdAssertNoForm(t, "every form, joined", got, forms)
+			if n := strings.Count(got, redacted); n < len(all) {
+				t.Errorf("%d forms joined gave %d markers", len(all), n)
+			}
+		})
+	}
+}
+
+// rdStrip replaces the forms in s, for a failure message.
+func rdStrip(s string, forms map[string]string) string {
+	for _, f := range forms {
+		s = strings.ReplaceAll(s, f, "<FORM>")
+	}
+	return s
+}
+
+func TestRedactorLeavesOtherTextAlone(t *testing.T) {
+	r := newRedactor(rfClientID, rfSecret)
+	for _, s := range []string{
+		"", "forteauth: token endpoint answered 401 Unauthorized", `{"error":{"message":"invalid params"}}`,
+		"%41%42 \\u0041", "s3cr3t-value", "S3CR3T-VALUE-XYZ",
+	} {
+		if got := r.String(s); got != s {
+			t.Errorf("String(%q) = %q, want it unchanged", s, got)
+		}
+	}
+	if got := string(r.body([]byte(`{"b":1,"a":"x"}`))); got != `{"b":1,"a":"x"}` {
+		t.Errorf("body without the secret changed to %q; want the bytes as they were", got)
+	}
+}
+
+func TestRedactorExemptsShortSecretsFromSubstrings(t *testing.T) {
+	r := newRedactor(rfClientID, "cab")
+	if got := r.String("grab a cab"); got != "grab a cab" {
+		t.Errorf("a 3-byte secret redacted ordinary text: %q", got)
+	}
+	if got := r.String("cab"); got != redacted {
+		t.Errorf("text that is exactly the 3-byte secret became %q, want %q", got, redacted)
+	}
+	if got := string(r.body([]byte(`{"client_secret":"cab","note":"a cab"}`))); got != `{"client_secret":"[REDACTED]","note":"a cab"}` {
+		t.Errorf("JSON value equal to a 3-byte secret: body %q", got)
+	}
+	if got := newRedactor(rfClientID, "abcd").String("xabcdx"); got != "x[REDACTED]x" {
+		t.Errorf("a 4-byte secret inside text: %q, want it redacted", got)
+	}
+}
+
+func TestRedactorBodyDecodesNestedJSON(t *testing.T) {
+	secret := `s3cr3t"value`
+	r := newRedactor(rfClientID, secret)
+	forms := rdForms(rfClientID, secret)
+	req, _ := json.Marshal(map[string]string{"client_secret": secret})
+	inner, _ := json.Marshal(map[string]string{"echo": string(req)})
+	body, _ := json.Marshal(map[string]any{"error": map[string]any{"message": string(inner)}})
+	got := r.body(body)
+	rdAssertNoForm(t, "body", string(got), forms)
+	var v struct {
+		Error struct{ Message string } `json:"error"`
+	}
+	if err := json.Unmarshal(got, &v); err != nil {
+		t.Fatalf("redacted body is not JSON: %v", err)
+	}
+	var echo struct{ Echo string }
+	if err := json.Unmarshal([]byte(v.Error.Message), &echo); err != nil {
+		t.Fatalf("the message is no longer JSON: %v", err)
+	}
+	rdAssertNoForm(t, "JSON two strings deep", echo.Echo, forms)
+	if !strings.Contains(echo.Echo, redacted) {
+		t.Errorf("JSON two strings deep, %q, has no marker", rdStrip(echo.Echo, forms))
+	}
+}
+
+// rdEchoServer is a token endpoint on a raw TCP listener. It answers each
+// request with what answer writes, from the request's path, body and
+// credentials, so that an answer can hold what net/http would not write:
+// any reason phrase, header or status line.
+type rdEchoServer struct {
+	ln     net.Listener
+	wg     sync.WaitGroup
+	answer func(path string, body []byte, id, secret string) string
+}
+
+func rdNewEchoServer(t *testing.T, answer func(path string, body []byte, id, secret string) string) *rdEchoServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &rdEchoServer{ln: ln, answer: answer}
+	s.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Go(func() { s.serve(c) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		s.wg.Wait()
+	})
+	return s
+}
+
+func (s *rdEchoServer) serve(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	req, err := http.ReadRequest(bufio.NewReader(c))
+	if err != nil {
+		return
+	}
+	body, _ := io.ReadAll(req.Body)
+	var creds struct {
+		ID     string `json:"client_id"`
+		Secret string `json:"client_secret"`
+	}
+	json.Unmarshal(body, &creds)
+	io.WriteString(c, s.answer(req.URL.Path, body, creds.ID, creds.Secret))
+}
+
+func (s *rdEchoServer) url(path string) string { return "http://" + s.ln.Addr().String() + path }
+
+// rdRaw is a raw HTTP/1.1 answer.
+func rdRaw(statusLine string, header []string, body string) string {
+	var b strings.Builder
+	b.WriteString(statusLine + "\r\n")
+	for i := 0; i+1 < len(header); i += 2 {
+		b.WriteString(header[i] + ": " + header[i+1] + "\r\n")
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	return b.String()
+}
+
+func rdJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+func rdForteError(status int, message string, extra map[string]any) string {
+	e := map[string]any{"message": message, "reason": http.StatusText(status), "status": status}
+	for k, v := range extra {
+		e[k] = v
+	}
+	return rdJSON(map[string]any{"error": e})
+}
+
+// rdEchoWays are the ways a token endpoint (or a proxy) can echo the
+// secret it received; status is the answer's, 0 for an answer net/http
+// rejects.
+var rdEchoWays = []struct {
+	name   string
+	status int
+	answer func(body []byte, id, secret string) string
+}{
+	{"raw body", 400, func(body []byte, _, _ string) string {
+		return rdRaw("HTTP/1.1 400 Bad Request", []string{"Content-Type", "text/plain"}, "cannot parse "+string(body))
+	}},
+	{"JSON string in error.message", 401, func(_ []byte, _, secret string) string {
+		return rdRaw("HTTP/1.1 401 Unauthorized", []string{"Content-Type", "application/json"},
+			rdForteError(401, "client_secret "+secret+" is wrong", nil))
+	}},
+	{"JSON key", 400, func(_ []byte, _, secret string) string {
+		return rdRaw("HTTP/1.1 400 Bad Request", []string{"Content-Type", "application/json"},
+			rdForteError(400, "unknown field", map[string]any{secret: "unknown"}))
+	}},
+	{"nested JSON", 422, func(body []byte, _, secret string) string {
+		return rdRaw("HTTP/1.1 422 Unprocessable Entity", []string{"Content-Type", "application/json"},
+			rdForteError(422, "invalid", map[string]any{
+				"details": []any{map[string]any{"request": map[string]any{"body": map[string]any{"client_secret": secret}}}},
+				"raw":     string(body), // JSON inside a JSON string
+			}))
+	}},
+	{"text/plain 500 with every form", 500, func(_ []byte, id, secret string) string {
+		var forms []string
+		for name, f := range rdForms(id, secret) {
+			forms = append(forms, name+"="+f)
+		}
+		slices.Sort(forms)
+		return rdRaw("HTTP/1.1 500 Internal Server Error", []string{"Content-Type", "text/plain"}, strings.Join(forms, "\n"))
+	}},
+	{"JSON 403 quoting the request", 403, func(body []byte, _, _ string) string {
+		return rdRaw("HTTP/1.1 403 Forbidden", []string{"Content-Type", "application/json"},
+			rdForteError(403, "rejected "+string(body), nil))
+	}},
+	{"JSON as PHP writes it", 401, func(_ []byte, _, secret string) string {
+		return rdRaw("HTTP/1.1 401 Unauthorized", []string{"Content-Type", "application/json"},
+			`{"error":{"message":"client_secret `+rdJSONByHand(secret, true, true)+` is wrong","reason":"Unauthorized","status":401}}`)
+	}},
+	{"JSON with every character escaped", 401, func(_ []byte, _, secret string) string {
+		return rdRaw("HTTP/1.1 401 Unauthorized", []string{"Content-Type", "application/json"},
+			`{"error":{"message":"`+rdEveryCharEscaped(secret)+`","reason":"Unauthorized","status":401}}`)
+	}},
+	{"307 Location", 307, func(_ []byte, _, secret string) string {
+		return rdRaw("HTTP/1.1 307 Temporary Redirect", []string{"Location", "https://elsewhere.example/token?client_secret=" + url.QueryEscape(secret)}, "")
+	}},
+	{"307 Location with lower-case escapes", 307, func(_ []byte, _, secret string) string {
+		loc := regexp.MustCompile(`%[0-9A-F]{2}`).ReplaceAllStringFunc(url.QueryEscape(secret), strings.ToLower)
+		return rdRaw("HTTP/1.1 307 Temporary Redirect", []string{"Location", "https://elsewhere.example/token?client_secret=" + loc}, "")
+	}},
+	{"reason phrase", 400, func(_ []byte, _, secret string) string {
+		return rdRaw("HTTP/1.1 400 Bad client_secret "+secret, nil, "")
+	}},
+	{"response headers", 400, func(_ []byte, id, secret string) string {
+		f := rdForms(id, secret)
+		return rdRaw("HTTP/1.1 400 Bad Request", []string{
+			"X-Echo", secret,
+			"X-Echo-Json", f["encoding/json"],
+			"X-Echo-Query", f["url.QueryEscape"],
+			"X-Echo-Auth", "Basic " + f["base64 std of a Basic header"],
+		}, "")
+	}},
+	{"response trailer", 400, func(_ []byte, _, secret string) string {
+		return "HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\nTrailer: X-Echo\r\nConnection: close\r\n\r\n" +
+			"5\r\nhello\r\n0\r\nX-Echo: " + secret + "\r\n\r\n"
+	}},
+	{"status line that does not parse", 0, func(_ []byte, _, secret string) string {
+		return secret + "\r\n\r\n"
+	}},
+	{"201 with the secret as token_type", 0, func(_ []byte, id, secret string) string {
+		return rdRaw("HTTP/1.1 201 Created", []string{"Content-Type", "application/json; x=" + rdForms(id, secret)["url.QueryEscape"]},
+			rdJSON(map[string]any{"data": map[string]any{"access_token": rfToken, "expires_in": 3600, "token_type": secret}}))
+	}},
+}
+
+func TestNoFormOfTheSecretInAnythingBuiltFromAnAnswer(t *testing.T) {
+	srv := rdNewEchoServer(t, func(path string, body []byte, id, secret string) string {
+		for _, w := range rdEchoWays {
+			if path == "/"+w.name {
+				return w.answer(body, id, secret)
+			}
+		}
+		return rdRaw("HTTP/1.1 404 Not Found", nil, "")
+	})
+	for _, way := range rdEchoWays {
+		for _, sc := range rdSecrets {
+			t.Run(way.name+"/"+sc.name, func(t *testing.T) {
+				forms := rdForms(rfClientID, sc.secret)
+				status := way.status // 0: no RetrieveError
+				if (way.name == "response headers" || way.name == "response trailer") && strings.Contains(sc.secret, "\x01") {
+					status = 0 // net/http rejects the header line, quoting it
+				}
+
+				logs := &rdLogCapture{}
+				tr := &http.Transport{}
+				t.Cleanup(tr.CloseIdleConnections)
+				cfg := rfConfig(srv.url("/" + url.PathEscape(way.name)))
+				cfg.ClientSecret = sc.secret
+				cfg.HTTPClient = &http.Client{Transport: tr}
+				cfg.Logger = slog.New(logs)
+				ts, _, _ := testSource(t, cfg)
+
+				_, err := ts.Token()
+				if err == nil {
+					t.Fatal("Token succeeded against an endpoint that only fails")
+				}
+				_, again := ts.Token() // in the cool-down
+				if again == nil {
+					t.Fatal("the second Token succeeded")
+				}
+				for _, e := range []error{err, again} {
+					for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q"} {
+						rdAssertNoForm(t, "error printed with "+verb, fmt.Sprintf(verb, e), forms)
+					}
+				}
+				if !strings.HasPrefix(err.Error(), "forteauth: ") || !strings.Contains(err.Error(), "before the next attempt") {
+					t.Errorf("error %q is not the cool-down error", rdStrip(err.Error(), forms))
+				}
+
+				var re *oauth2.RetrieveError
+				switch {
+				case status == 0:
+					if errors.As(err, &re) {
+						t.Errorf("a malformed answer gave a RetrieveError with status %d", re.Response.StatusCode)
+					}
+					re = nil
+				case !errors.As(err, &re):
+					t.Errorf("error does not unwrap to *oauth2.RetrieveError: %s", rdStrip(err.Error(), forms))
+				default:
+					if re.Response.StatusCode != status {
+						t.Errorf("RetrieveError has status %d, want %d", re.Response.StatusCode, status)
+					}
+					rdAssertNoForm(t, "RetrieveError.Body", string(re.Body), forms)
+					rdAssertNoForm(t, "RetrieveError.ErrorCode", re.ErrorCode, forms)
+					rdAssertNoForm(t, "RetrieveError.ErrorDescription", re.ErrorDescription, forms)
+					rdAssertNoForm(t, "RetrieveError.Error()", re.Error(), forms)
+					rdAssertNoForm(t, "RetrieveError printed with %+v", fmt.Sprintf("%+v", *re), forms)
+					rdAssertNoForm(t, "RetrieveError.Response.Status", re.Response.Status, forms)
+					rdAssertNoForm(t, "RetrieveError.Response printed with %+v", fmt.Sprintf("%+v", *re.Response), forms)
+					for what, h := range map[string]http.Header{"Header": re.Response.Header, "Trailer": re.Response.Trailer} {
+						for k, vs := range h {
+							rdAssertNoForm(t, "RetrieveError.Response."+what+" key", k, forms)
+							for _, v := range vs {
+								rdAssertNoForm(t, "RetrieveError.Response."+what+"["+k+"]", v, forms)
+							}
+						}
+					}
+				}
+				rdCheckWhatIsLeft(t, way.name, status, err, re, forms)
+
+				recs, seen := logs.snapshot()
+				if recs == 0 {
+					t.Fatal("nothing was logged for a failed fetch")
+				}
+				for _, s := range seen {
+					rdAssertNoForm(t, "a logged string", s, forms)
+				}
+			})
+		}
+	}
+}
+
+// rdCheckWhatIsLeft checks that redaction kept what the error is for.
+func rdCheckWhatIsLeft(t *testing.T, way string, status int, err error, re *oauth2.RetrieveError, forms map[string]string) {
+	t.Helper()
+	msg := err.Error()
+	want := ""
+	switch way {
+	case "307 Location", "307 Location with lower-case escapes":
+		want = `to "https://elsewhere.example/token?client_secret=[REDACTED]"; set TokenURL`
+	case "reason phrase":
+		want = "answered 400 Bad client_secret [REDACTED]"
+	case "JSON string in error.message", "JSON as PHP writes it":
+		want = `(Unauthorized: "client_secret [REDACTED] is wrong")`
+	case "JSON with every character escaped":
+		want = `(Unauthorized: "[REDACTED]")`
+	case "201 with the secret as token_type":
+		want = `data.token_type is "[REDACTED]"; only Bearer is supported (HTTP 201, `
+		if !errors.Is(err, ErrInvalidResponse) {
+			t.Errorf("error %q does not wrap ErrInvalidResponse", rdStrip(msg, forms))
+		}
+	case "response trailer":
+		if status != 0 {
+			if got := re.Response.Trailer.Get("X-Echo"); got != redacted {
+				t.Errorf("trailer X-Echo is %q, want %q", rdStrip(got, forms), redacted)
+			}
+		}
+	case "response headers":
+		if status != 0 {
+			for _, k := range []string{"X-Echo", "X-Echo-Json", "X-Echo-Query"} {
+				if got := re.Response.Header.Get(k); got != redacted {
+					t.Errorf("header %s is %q, want %q", k, rdStrip(got, forms), redacted)
+				}
+			}
+			if got := re.Response.Header.Get("X-Echo-Auth"); got != "Basic "+redacted {
+				t.Errorf("header X-Echo-Auth is %q, want %q", rdStrip(got, forms), "Basic "+redacted)
+			}
+		}
+	}
+	if !strings.Contains(msg, want) {
+		t.Errorf("error %q does not contain %q", rdStrip(msg, forms), want)
+	}
+}
+
+// rdLogCapture is a slog.Handler that keeps every string it is handed,
+// attributes given to WithAttrs and group names included, resolving
+// LogValuers and walking groups.
+type rdLogCapture struct {
+	mu   sync.Mutex
+	recs int
+	seen []string
+}
+
+func (c *rdLogCapture) Enabled(context.Context, slog.Level) bool { return true }
+
+func (c *rdLogCapture) Handle(_ context.Context, r slog.Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.recs++
+	c.seen = append(c.seen, r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		c.walk(a)
+		return true
+	})
+	return nil
+}
+
+func (c *rdLogCapture) WithAttrs(as []slog.Attr) slog.Handler {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range as {
+		c.walk(a)
+	}
+	return c
+}
+
+func (c *rdLogCapture) WithGroup(name string) slog.Handler {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen = append(c.seen, name)
+	return c
+}
+
+func (c *rdLogCapture) walk(a slog.Attr) {
+	c.seen = append(c.seen, a.Key)
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindGroup:
+		for _, g := range v.Group() {
+			c.walk(g)
+		}
+	case slog.KindAny:
+		if err, ok := v.Any().(error); ok {
+			c.seen = append(c.seen, err.Error())
+		}
+		c.seen = append(c.seen, fmt.Sprintf("%+v", v.Any()), fmt.Sprintf("%#v", v.Any()))
+	default:
+		c.seen = append(c.seen, v.String())
+	}
+}
+
+func (c *rdLogCapture) snapshot() (int, []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.recs, slices.Clone(c.seen)
+}
+
+// rdValuer logs as the secret, as a careless LogValuer could.
+type rdValuer struct{ secret string }
+
+func (v rdValuer) LogValue() slog.Value { return slog.StringValue("valuer " + v.secret) }
+
+func TestRedactingHandlerRedactsEveryAttribute(t *testing.T) {
+	secret := `s3cr3t<"value`
+	forms := rdForms(rfClientID, secret)
+	capture := &rdLogCapture{}
+	cfg := rfConfig(SandboxTokenURL)
+	cfg.ClientSecret = secret
+	cfg.Logger = slog.New(capture)
+	log := cfg.logger(newRedactor(cfg.ClientID, secret))
+
+	log.Info("message "+secret,
+		"string", "s "+secret,
+		"error", fmt.Errorf("wrapped: %w", errors.New("e "+forms["encoding/json"])),
+		"valuer", rdValuer{secret},
+		"struct", struct{ S string }{forms["base64 std"]},
+		slog.Group("g", slog.Group("h", "deep", forms["url.QueryEscape"], "n", 3)),
+		secret, "as a key")
+	log.With("with", secret).WithGroup("group "+secret).Info("with attrs", "k", rdValuer{secret})
+
+	recs, seen := capture.snapshot()
+	if recs != 2 {
+		t.Fatalf("the handler got %d records, want 2", recs)
+	}
+	for _, s := range seen {
+		rdAssertNoForm(t, "a logged string", s, forms)
+	}
+	for _, want := range []string{"message [REDACTED]", "s [REDACTED]", "wrapped: e [REDACTED]", "valuer [REDACTED]", "{S:[REDACTED]}", "3", "group [REDACTED]"} {
+		if !slices.Contains(seen, want) {
+			t.Errorf("the handler never got %q; it got %q", want, rdStripAll(seen, forms))
+		}
+	}
+
+	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Logger = quiet
+	if cfg.logger(newRedactor(cfg.ClientID, secret)).Enabled(context.Background(), slog.LevelInfo) {
+		t.Error("the redacting logger is enabled for Info under a handler that wants Warn and above")
+	}
+}
+
+func rdStripAll(ss []string, forms map[string]string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = rdStrip(s, forms)
+	}
+	return out
+}
+
+const rdPassword = "hunter2-pa55word"
+
+// rdPasswordForms are the forms of a password pasted into TokenURL.
+func rdPasswordForms() map[string]string {
+	return map[string]string{"raw password": rdPassword, "escaped password": url.QueryEscape(rdPassword)}
+}
+
+func TestValidationErrorsNeverQuoteUserInfo(t *testing.T) {
+	srv := rfForte(t)
+	tests := []struct {
+		name, tokenURL, want string
+	}{
+		{"URL that does not parse", "https://user:" + rdPassword + "@example.com/%zz", `TokenURL does not parse as a URL: invalid URL escape "%zz"`},
+		{"URL that does not parse, the secret as password", "https://user:" + rfSecret + "@example.com/%zz", "TokenURL does not parse as a URL"},
+		{"no host", "https://user:" + rdPassword + "@/auth/v1/oauth2/token", `TokenURL "https://user:[REDACTED]@/auth/v1/oauth2/token" has no host`},
+		{"no scheme, the secret as password", "user:" + rfSecret + "@example.com/auth/v1/oauth2/token", `TokenURL "user:[REDACTED]@example.com/auth/v1/oauth2/token" has no host`},
+		{"the secret as user name, no host", "https://" + rfSecret + "@/auth/v1/oauth2/token", `TokenURL "https://[REDACTED]@/auth/v1/oauth2/token" has no host`},
+		{"plain http with the secret in the query", "http://example.com/token?client_secret=" + rfSecret, `TokenURL "http://example.com/token?client_secret=[REDACTED]" is plain http`},
+	}
+	forms := rdPasswordForms()
+	for k, v := range rdForms(rfClientID, rfSecret) {
+		forms[k] = v
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := rfConfig(tt.tokenURL)
+			cfg.HTTPClient = &http.Client{Transport: &rfCountingTransport{}}
+			_, tokenErr := cfg.Token(context.Background())
+			_, sourceErr := cfg.TokenSource(context.Background()).Token()
+			for what, err := range map[string]error{"validate": cfg.validate(), "Config.Token": tokenErr, "TokenSource.Token": sourceErr} {
+				if err == nil || !errors.Is(err, ErrInvalidConfig) {
+					t.Fatalf("%s: %v, want an error wrapping ErrInvalidConfig", what, err != nil)
+				}
+				rdAssertNoForm(t, what+" error", err.Error(), forms)
+				rdAssertNoForm(t, what+" error printed with %+v", fmt.Sprintf("%+v", err), forms)
+				if !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("%s error %q does not contain %q", what, rdStrip(err.Error(), forms), tt.want)
+				}
+			}
+			if n := srv.Stats().TokenRequests; n != 0 {
+				t.Errorf("%d token requests sent for an invalid Config", n)
+			}
+		})
+	}
+}
+
+func TestFetchNewRequestErrorDoesNotQuoteTheURL(t *testing.T) {
+	f, _ := testFetcher(t, rfConfig(SandboxTokenURL))
+	f.tokenURL = "https://user:" + rdPassword + "@example.com/%zz" // past validation
+	_, _, err := f.fetch(context.Background())
+	if err == nil || !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("fetch of a URL that does not parse: %v, want ErrInvalidConfig", err != nil)
+	}
+	rdAssertNoForm(t, "error", err.Error(), rdPasswordForms())
+	if !strings.Contains(err.Error(), "TokenURL does not parse as a URL") {
+		t.Errorf("error %q does not say TokenURL does not parse", rdStrip(err.Error(), rdPasswordForms()))
+	}
+}
+
+func TestPrintingNeverShowsTokenURLPassword(t *testing.T) {
+	forms := rdPasswordForms()
+	for k, v := range rdForms(rfClientID, rfSecret) {
+		forms[k] = v
+	}
+	tests := []struct {
+		name, tokenURL, want string
+	}{
+		{"password", "https://user:" + rdPassword + "@example.com/auth/v1/oauth2/token", "https://user:[REDACTED]@example.com/auth/v1/oauth2/token"},
+		{"secret as user name", "https://" + rfSecret + "@example.com/auth/v1/oauth2/token", "https://[REDACTED]@example.com/auth/v1/oauth2/token"},
+		{"does not parse", "https://user:" + rdPassword + "@example.com/%zz", "[REDACTED] (does not parse as a URL)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := rfConfig(tt.tokenURL)
+			ts := cfg.TokenSource(context.Background())
+			for vname, v := range map[string]any{"Config": *cfg, "*Config": cfg, "*TokenSource": ts} {
+				out := map[string]string{}
+				for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+					out[verb] = fmt.Sprintf(verb, v)
+				}
+				var text, js bytes.Buffer
+				slog.New(slog.NewTextHandler(&text, nil)).Info("v", "v", v)
+				slog.New(slog.NewJSONHandler(&js, nil)).Info("v", "v", v)
+				out["slog text"], out["slog JSON"] = text.String(), js.String()
+				enc, err := json.Marshal(v)
+				if err != nil {
+					t.Fatalf("json.Marshal(%s): %v", vname, err)
+				}
+				out["json.Marshal"] = string(enc)
+				for how, s := range out {
+					rdAssertNoForm(t, vname+" "+how, s, forms)
+					if how != "json.Marshal" || vname != "*TokenSource" { // *TokenSource has no exported fields: {}
+						if !strings.Contains(s, tt.want) {
+							t.Errorf("%s %s = %q, want it to show TokenURL as %q", vname, how, rdStrip(s, forms), tt.want)
+						}
+					}
+				}
+			}
+		})
+	}
+	// A URL without user information prints as it is.
+	if s := fmt.Sprint(rfConfig(SandboxTokenURL)); !strings.Contains(s, SandboxTokenURL) {
+		t.Errorf("Config prints %q, want TokenURL %q as it is", rfHide(s), SandboxTokenURL)
+	}
+	if s := fmt.Sprint(rfConfig(SandboxTokenURL + "?a=%41")); !strings.Contains(s, SandboxTokenURL+"?a=%41") {
+		t.Errorf("Config prints %q, want TokenURL's escapes unchanged", rfHide(s))
+	}
+}
+
+// The fake server's path works with the redactor: a sanity check that the
+// echo table above does not pass only because every fetch fails early.
+func TestEchoServerAnswersTokens(t *testing.T) {
+	srv := rdNewEchoServer(t, func(path string, _ []byte, _, secret string) string {
+		if path != fortetest.TokenPath || secret != rfSecret {
+			return rdRaw("HTTP/1.1 401 Unauthorized", nil, "")
+		}
+		return rdRaw("HTTP/1.1 201 Created", []string{"Content-Type", "application/json"}, rfTokenBody(rfToken, "Bearer", 3600))
+	})
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	cfg := rfConfig(srv.url(fortetest.TokenPath))
+	cfg.HTTPClient = &http.Client{Transport: tr}
+	tok, err := cfg.Token(context.Background())
+	if err != nil || tok.AccessToken != rfToken {
+		t.Fatalf("Token from the echo server: %v", err)
+	}
+}
