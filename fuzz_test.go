@@ -38,7 +38,7 @@ func numberLike(s string) bool { return strings.Trim(s, "0123456789+-.eE") == ""
 func FuzzParseToken(f *testing.F) {
 	f.Add([]byte(rfTokenBody(rfToken, "Bearer", 3600)))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		tok, err := parseToken(body)
+		tok, err := parseToken(body, newRedactor("fuzz-client", "fuzz-secret"))
 		if err == nil {
 			switch {
 			case tok == nil:

@@ -346,6 +346,39 @@ func (r *redactor) jsonValue(v any, depth int) (any, bool) {
 	return v, changed
 }
 
+// fields returns m, the decoded fields of a token answer's "data" object,
+// with the secret removed. The check is on the decoded strings, which hold
+// the secret as sent whatever escapes the server used, so that a token
+// answer that does not echo it costs no tables.
+func (r *redactor) fields(m map[string]any) map[string]any {
+	if r.secret == "" || !holds(m, r.secret) {
+		return m
+	}
+	v, _ := r.jsonValue(m, 0)
+	return v.(map[string]any)
+}
+
+// holds reports whether a decoded JSON value has s in a string or a key.
+func holds(v any, s string) bool {
+	switch v := v.(type) {
+	case string:
+		return strings.Contains(v, s)
+	case []any:
+		for _, x := range v {
+			if holds(x, s) {
+				return true
+			}
+		}
+	case map[string]any:
+		for k, x := range v {
+			if strings.Contains(k, s) || holds(x, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // header removes the secret from the keys and values of h, in place.
 func (r *redactor) header(h http.Header) {
 	renamed := make(map[string]string)

@@ -154,7 +154,7 @@ func (f *fetcher) attempt(ctx context.Context) (tok *oauth2.Token, sent time.Tim
 	if len(data) > maxBodySize {
 		return nil, sent, -1, fmt.Errorf("%w: body exceeds 1 MiB (HTTP %d)", ErrInvalidResponse, resp.StatusCode)
 	}
-	tok, err = parseToken(data)
+	tok, err = parseToken(data, f.red)
 	if err != nil {
 		// The message quotes token_type and Content-Type, which the server chose.
 		return nil, sent, -1, fmt.Errorf("%w: %s", ErrInvalidResponse, f.red.String(fmt.Sprintf("%v (HTTP %d, %d bytes, Content-Type %q)",
@@ -337,7 +337,7 @@ func (s *seconds) UnmarshalJSON(b []byte) error {
 
 // parseToken extracts and checks the token in a 2xx body. Its errors never
 // quote the body, which may hold the token.
-func parseToken(body []byte) (*oauth2.Token, error) {
+func parseToken(body []byte, red *redactor) (*oauth2.Token, error) {
 	var r tokenResponse
 	if err := json.Unmarshal(body, &r); err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -372,13 +372,13 @@ func parseToken(body []byte) (*oauth2.Token, error) {
 		return nil, fmt.Errorf("data.expires_in is %d, implausibly large", d.ExpiresIn.n)
 	}
 	tok := &oauth2.Token{AccessToken: d.AccessToken, TokenType: "Bearer", ExpiresIn: d.ExpiresIn.n}
-	return tok.WithExtra(dataFields(body)), nil
+	return tok.WithExtra(red.fields(dataFields(body))), nil
 }
 
 // dataFields returns the fields of body's "data" object as encoding/json
 // decodes them into an any, for Token.Extra, as x/oauth2 keeps a token
 // answer's fields. Every token handed out shares the one map, so it must
-// not be modified.
+// not be modified; red.fields removes the secret from it first.
 func dataFields(body []byte) map[string]any {
 	var r struct {
 		Data map[string]any `json:"data"`

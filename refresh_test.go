@@ -1144,3 +1144,36 @@ func TestTokenCarriesTheDataFieldsAsExtra(t *testing.T) {
 		t.Errorf("Token() on a fresh token costs %v allocations, want the one copy", n)
 	}
 }
+
+func TestExtraNeverHoldsTheSecret(t *testing.T) {
+	var secret string
+	stub := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ClientSecret string `json:"client_secret"`
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		// A server that echoes the request in its answer, escaped as
+		// encoding/json escapes it.
+		echo, _ := json.Marshal(map[string]any{"client_secret": req.ClientSecret, "nested": []any{"x " + req.ClientSecret}})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"data":{"access_token":%q,"token_type":"Bearer","expires_in":3600,"echo":%s,%q:1}}`, rfToken, echo, req.ClientSecret)
+	})
+	cfg := rfConfig(stub.URL + fortetest.TokenPath)
+	secret = `s3cr"et<&>/` + cfg.ClientSecret
+	cfg.ClientSecret = secret
+	tok, err := cfg.TokenSource(context.Background()).Token()
+	if err != nil {
+		t.Fatalf("Token: %s", rfHide(err.Error(), secret, rfToken))
+	}
+	if tok.Extra("access_token") != rfToken {
+		t.Error("redaction changed the other fields")
+	}
+	dump := fmt.Sprintf("%v %v %v", tok.Extra("echo"), tok.Extra(secret), tok.Extra(redacted))
+	if strings.Contains(dump, secret) || tok.Extra(secret) != nil {
+		t.Fatalf("Extra holds the secret the server echoed")
+	}
+	if tok.Extra(redacted) != float64(1) {
+		t.Errorf("a key holding the secret was not redacted: %v", tok.Extra(redacted))
+	}
+}
