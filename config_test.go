@@ -303,7 +303,7 @@ func TestConfigLoggerNeverReceivesSecret(t *testing.T) {
 		cfg := rfConfig(srv.TokenURL)
 		cfg.Logger = logger
 		f, _ := testFetcher(t, cfg)
-		if _, _, err := f.fetch(context.Background()); err == nil {
+		if _, err := f.fetch(context.Background()); err == nil {
 			t.Fatal("fetch succeeded against a failing server")
 		}
 		s := logs.String()

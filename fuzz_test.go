@@ -88,8 +88,8 @@ func FuzzRetryAfter(f *testing.F) {
 			t.Fatalf("retryAfter(%q, %v) = %v, negative", v, now, d)
 		}
 		resp := &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{"Retry-After": {v}}}
-		if d := retryableStatus(resp, now); d < 0 {
-			t.Fatalf("a 503 with Retry-After %q is final (%v); it should be retried", v, d)
+		if d := statusRetry(resp, now); !d.again || d.after < 0 {
+			t.Fatalf("a 503 with Retry-After %q is final (%+v); it should be retried", v, d)
 		}
 	})
 }

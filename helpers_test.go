@@ -33,7 +33,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// sleepRecorder stands in for fetcher.sleep: it returns at once, advancing
+// sleepRecorder stands in for clock.sleep: it returns at once, advancing
 // the fake clock (if any) and recording each wait.
 type sleepRecorder struct {
 	mu    sync.Mutex
@@ -63,25 +63,31 @@ func testSource(t *testing.T, cfg *Config) (*TokenSource, *fakeClock, *sleepReco
 	clock := newFakeClock()
 	rec := &sleepRecorder{clock: clock}
 	ts := cfg.TokenSource(context.Background())
-	ts.now = clock.Now
-	ts.fetch.now = clock.Now
-	ts.fetch.sleep = rec.sleep
-	if ts.share != nil {
-		ts.share.now = clock.Now
-	}
+	ts.clock = testClock(clock, rec)
 	return ts, clock, rec
 }
 
-// testFetcher returns the fetcher cfg.Token would use, with instant retry waits.
-func testFetcher(t *testing.T, cfg *Config) (*fetcher, *sleepRecorder) {
+// testClock is the clock a test gives a source: the fake clock, if any
+// (else the system's), and rec's instant waits.
+func testClock(fake *fakeClock, rec *sleepRecorder) clock {
+	c := systemClock()
+	if fake != nil {
+		c.now = fake.Now
+	}
+	c.sleep = rec.sleep
+	return c
+}
+
+// testFetcher returns the endpoint cfg.Token would use, with instant retry waits.
+func testFetcher(t *testing.T, cfg *Config) (*endpoint, *sleepRecorder) {
 	t.Helper()
 	if err := cfg.validate(); err != nil {
 		t.Fatalf("validate: %v", err)
 	}
 	rec := &sleepRecorder{}
-	f := newFetcher(cfg, cfg.httpClient(context.Background()))
-	f.sleep = rec.sleep
-	return f, rec
+	clk := testClock(nil, rec)
+	red := newRedactor(cfg.ClientID, cfg.ClientSecret)
+	return newEndpoint(cfg, cfg.httpClient(context.Background()), &clk, red, cfg.logger(red)), rec
 }
 
 // eventually waits up to 10 s for cond, for outcomes of background work

@@ -664,7 +664,7 @@ func TestValidationErrorsNeverQuoteUserInfo(t *testing.T) {
 func TestFetchNewRequestErrorDoesNotQuoteTheURL(t *testing.T) {
 	f, _ := testFetcher(t, rfConfig(SandboxTokenURL))
 	f.tokenURL = "https://user:" + rdPassword + "@example.com/%zz" // past validation
-	_, _, err := f.fetch(context.Background())
+	_, err := f.fetch(context.Background())
 	if err == nil || !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("fetch of a URL that does not parse: %v, want ErrInvalidConfig", err != nil)
 	}

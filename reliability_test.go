@@ -124,7 +124,7 @@ func TestNetworkFaultsReachCallerUncached(t *testing.T) {
 	t.Run("slow headers past the per-attempt timeout", func(t *testing.T) {
 		stub := rfSlowStub(t, 1<<30, time.Hour)
 		ts, _, _ := rlSource(t, stub.URL+fortetest.TokenPath, nil)
-		ts.fetch.retry.perAttempt = rlHangingAttempt
+		ts.endpoint.retry.perAttempt = rlHangingAttempt
 		err := rlMustFail(t, ts, isErr(context.DeadlineExceeded))
 		if n := stub.requests.Load(); n != attempts {
 			t.Errorf("endpoint saw %d requests, want %d", n, attempts)
@@ -143,7 +143,7 @@ func TestNetworkFaultsReachCallerUncached(t *testing.T) {
 			<-r.Context().Done() // the rest never comes
 		})
 		ts, _, _ := rlSource(t, stub.URL+fortetest.TokenPath, nil)
-		ts.fetch.retry.perAttempt = rlHangingAttempt
+		ts.endpoint.retry.perAttempt = rlHangingAttempt
 		err := rlMustFail(t, ts, isErr(context.DeadlineExceeded), rfToken)
 		if n := stub.requests.Load(); n != attempts {
 			t.Errorf("endpoint saw %d requests, want %d", n, attempts)
@@ -358,7 +358,7 @@ func TestEndpointAnsweringTheSameTokenTwice(t *testing.T) {
 		if tr := srv.requests.Load() - api.Load(); tr != 2 {
 			t.Fatalf("token endpoint saw %d requests after a second 401, want still 2", tr)
 		}
-		clock.Advance(coolDownBase) // a first cool-down is at most this
+		clock.Advance(failureBackoff.base) // a first cool-down is at most this
 		get(t, c, srv.URL+"/v3/payments")
 		if tr := srv.requests.Load() - api.Load(); tr != 3 {
 			t.Fatalf("token endpoint saw %d requests after a 401 past the cool-down, want 3", tr)

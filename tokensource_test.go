@@ -215,8 +215,8 @@ func TestFetchStartedAfterAnotherFilledTheCacheDoesNotRun(t *testing.T) {
 	// The same for a failure: a waiter arriving just after a fetch failed gets
 	// its error instead of starting another request.
 	ts.Invalidate(nil)
-	ts.failure.Store(newFailure(errors.New("endpoint down"), clock.Now(), nil))
-	if _, err := ts.fetchAndStore(nil)(); err == nil || !strings.Contains(err.Error(), "endpoint down") || tokenRequests(srv) != 1 {
+	ts.coolDown(clock.Now(), errors.New("endpoint down"))
+	if _, err := ts.refresh(nil); err == nil || !strings.Contains(err.Error(), "endpoint down") || tokenRequests(srv) != 1 {
 		t.Fatalf("late waiter after a failure: err %v, token requests %d", err, tokenRequests(srv))
 	}
 }
@@ -388,7 +388,7 @@ func TestFailedBackgroundRefreshKeepsTokenAndBacksOff(t *testing.T) {
 		t.Fatalf("log shows the secret or the token: %q", out)
 	}
 
-	clock.Advance(bgBackoffMax)
+	clock.Advance(failureBackoff.max)
 	mustToken(t, ts)
 	eventually(t, "the retried refresh to store a new token", func() bool { return ts.cache.Load().tok.AccessToken != first.AccessToken })
 	if n := tokenRequests(srv); n != 3 {
@@ -429,8 +429,8 @@ func TestFailedFetchCoolsDownInsteadOfFlooding(t *testing.T) {
 		t.Fatalf("cool-down not logged, or the secret was: %q", logs.String())
 	}
 
-	// Each failure in a row doubles the cool-down (jittered to [d/2, d]) up to coolDownMax.
-	want := coolDownBase
+	// Each failure in a row doubles the cool-down (jittered to [d/2, d]) up to failureBackoff.max.
+	want := failureBackoff.base
 	for i := 2; i <= 8; i++ {
 		f := ts.failure.Load()
 		d := f.until.Sub(clock.Now())
@@ -444,10 +444,10 @@ func TestFailedFetchCoolsDownInsteadOfFlooding(t *testing.T) {
 		if n := tokenRequests(srv); n != i {
 			t.Fatalf("token requests = %d after cool-down %d, want %d", n, i-1, i)
 		}
-		want = min(2*want, coolDownMax)
+		want = min(2*want, failureBackoff.max)
 	}
-	if d := ts.failure.Load().until.Sub(clock.Now()); d > coolDownMax {
-		t.Fatalf("cool-down %v exceeds its cap %v", d, coolDownMax)
+	if d := ts.failure.Load().until.Sub(clock.Now()); d > failureBackoff.max {
+		t.Fatalf("cool-down %v exceeds its cap %v", d, failureBackoff.max)
 	}
 }
 
@@ -489,7 +489,7 @@ func TestSuccessEndsTheCoolDown(t *testing.T) {
 	if _, err := ts.Token(); err == nil {
 		t.Fatal("want the injected 401")
 	}
-	clock.Advance(coolDownBase)
+	clock.Advance(failureBackoff.base)
 	mustToken(t, ts)
 	if ts.failure.Load() != nil {
 		t.Fatal("a successful fetch left the cool-down in place")
@@ -504,7 +504,15 @@ func TestTokenExpiredOnArrivalIsNotCached(t *testing.T) {
 	defer srv.Close()
 	ts, clock, _ := sourceFor(t, srv, nil)
 	// The request "was sent" two hours before the answer arrived: the 1 h token is dead on arrival.
-	ts.fetch.now = func() time.Time { return clock.Now().Add(-2 * time.Hour) }
+	base := ts.endpoint.client.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	ts.endpoint.client.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := base.RoundTrip(r)
+		clock.Advance(2 * time.Hour)
+		return resp, err
+	})
 
 	_, err := ts.Token()
 	if !errors.Is(err, ErrInvalidResponse) || !strings.Contains(err.Error(), "expires in 3600s") {
@@ -768,7 +776,7 @@ type noWaitCheck struct {
 
 func (c *noWaitCheck) Token() (*oauth2.Token, error) {
 	c.mu.Lock()
-	if e := c.ts.cache.Load(); c.calls > 0 && (e == nil || e.state(c.ts.now()) == stale) {
+	if e := c.ts.cache.Load(); c.calls > 0 && (e == nil || e.state(c.ts.clock.now()) == stale) {
 		c.waits++
 	}
 	c.calls++

@@ -59,7 +59,7 @@ func TestTransport401ToATokenRevokedAtIssueIsRecovered(t *testing.T) {
 func maxCoolDowns(d time.Duration) int {
 	n, spent := 1, time.Duration(0)
 	for {
-		spent += min(coolDownBase<<(n-1), coolDownMax) / 2
+		spent += min(failureBackoff.base<<(n-1), failureBackoff.max) / 2
 		if spent > d {
 			return n
 		}
@@ -178,7 +178,7 @@ func TestTransport401GuardEndsOnAnyOtherAnswer(t *testing.T) {
 	if code := get(t, c, srv.URL+"/v3/x"); code != 401 || tokenRequests(srv) != 4 {
 		t.Fatalf("status %d, token requests %d; want 401 after one recovery attempt (4)", code, tokenRequests(srv))
 	}
-	clock.Advance(coolDownBase)
+	clock.Advance(failureBackoff.base)
 	if code := get(t, c, srv.URL+"/v3/x"); code != 401 || tokenRequests(srv) != 5 {
 		t.Fatalf("status %d, token requests %d; want 401 after one more attempt (5) once a first cool-down has passed",
 			code, tokenRequests(srv))

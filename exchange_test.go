@@ -66,14 +66,14 @@ func rfForte(t *testing.T) *fortetest.Server {
 	return srv
 }
 
-// rfFetcher is testFetcher for tokenURL, its clock (f.now and the
+// rfFetcher is testFetcher for tokenURL, its clock (f.clock.now and the
 // recorder's) set to a fake one.
-func rfFetcher(t *testing.T, tokenURL string) (*fetcher, *sleepRecorder, *fakeClock) {
+func rfFetcher(t *testing.T, tokenURL string) (*endpoint, *sleepRecorder, *fakeClock) {
 	t.Helper()
 	f, rec := testFetcher(t, rfConfig(tokenURL))
 	clock := newFakeClock()
 	rec.clock = clock
-	f.now = clock.Now
+	f.clock.now = clock.Now
 	return f, rec, clock
 }
 
@@ -177,7 +177,7 @@ func TestFetchSendsDocumentedRequest(t *testing.T) {
 	const path = "/custom/auth/v1/oauth2/token"
 	f, _, _ := rfFetcher(t, stub.URL+path)
 
-	if _, _, err := f.fetch(context.Background()); err != nil {
+	if _, err := f.fetch(context.Background()); err != nil {
 		t.Fatalf("fetch: %s", rfHide(err.Error()))
 	}
 
@@ -233,7 +233,8 @@ func TestFetchAcceptsSuccessResponses(t *testing.T) {
 			clock.Advance(17 * time.Minute)
 			sentAt := clock.Now()
 
-			tok, sent, err := f.fetch(context.Background())
+			got, err := f.fetch(context.Background())
+			tok, sent := got.tok, got.sent
 			if err != nil {
 				t.Fatalf("fetch: %s", rfHide(err.Error(), rfToken))
 			}
@@ -262,8 +263,9 @@ func TestFetchAcceptsSuccessResponses(t *testing.T) {
 func TestFetchReturnsDistinctTokenEachTime(t *testing.T) {
 	srv := rfForte(t)
 	f, _, _ := rfFetcher(t, srv.TokenURL)
-	t1, _, err1 := f.fetch(context.Background())
-	t2, _, err2 := f.fetch(context.Background())
+	f1, err1 := f.fetch(context.Background())
+	f2, err2 := f.fetch(context.Background())
+	t1, t2 := f1.tok, f2.tok
 	if err1 != nil || err2 != nil {
 		t.Fatalf("fetch failed: %s", rfHide(errors.Join(err1, err2).Error()))
 	}
@@ -339,7 +341,8 @@ func TestFetchRejectsInvalidTokenResponsesWithoutRetry(t *testing.T) {
 			srv.FailNext(fortetest.Failure{Status: tt.status, Body: tt.body, ContentType: tt.contentType})
 			f, rec, _ := rfFetcher(t, srv.TokenURL)
 
-			tok, _, err := f.fetch(context.Background())
+			got, err := f.fetch(context.Background())
+			tok := got.tok
 			if err == nil {
 				t.Fatalf("fetch succeeded (token of %d bytes), want an error", len(tok.AccessToken))
 			}
@@ -384,7 +387,7 @@ func TestFetchRejectsBodyOverOneMiB(t *testing.T) {
 	})
 	f, rec, _ := rfFetcher(t, stub.URL+fortetest.TokenPath)
 
-	_, _, err := f.fetch(context.Background())
+	_, err := f.fetch(context.Background())
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
@@ -415,7 +418,7 @@ func TestFetchReportsForteErrorAsRetrieveError(t *testing.T) {
 	srv.FailNext(fortetest.Failure{Status: http.StatusUnauthorized, Body: body})
 	f, rec, _ := rfFetcher(t, srv.TokenURL)
 
-	_, _, err := f.fetch(context.Background())
+	_, err := f.fetch(context.Background())
 	if err == nil {
 		t.Fatal("fetch succeeded after a 401")
 	}
@@ -482,7 +485,7 @@ func TestFetchScrubsSecretEchoedInErrorBody(t *testing.T) {
 			cfg.ClientSecret = tt.secret
 			f, _ := testFetcher(t, cfg)
 
-			_, _, err := f.fetch(context.Background())
+			_, err := f.fetch(context.Background())
 			if err == nil {
 				t.Fatal("fetch succeeded after a 401")
 			}
@@ -510,7 +513,7 @@ func TestFetchDoesNotRetryClientErrors(t *testing.T) {
 			srv.FailNext(fortetest.Failure{Status: status})
 			f, rec, _ := rfFetcher(t, srv.TokenURL)
 
-			_, _, err := f.fetch(context.Background())
+			_, err := f.fetch(context.Background())
 			if err == nil {
 				t.Fatalf("fetch succeeded; want the %d returned without retry", status)
 			}
@@ -588,7 +591,8 @@ func TestFetchRetriesServerErrorsThenSucceeds(t *testing.T) {
 			srv.FailNext(fortetest.Failure{Status: status}, fortetest.Failure{Status: status})
 			f, rec, _ := rfFetcher(t, srv.TokenURL)
 
-			tok, _, err := f.fetch(context.Background())
+			got, err := f.fetch(context.Background())
+			tok := got.tok
 			if err != nil {
 				t.Fatalf("fetch: %s", rfHide(err.Error()))
 			}
@@ -617,7 +621,7 @@ func TestFetchGivesUpAfterRetryAttempts(t *testing.T) {
 			}
 			// The request after those would succeed.
 
-			_, _, err := f.fetch(context.Background())
+			_, err := f.fetch(context.Background())
 			if err == nil {
 				t.Fatal("fetch succeeded after every attempt failed")
 			}
@@ -645,7 +649,7 @@ func TestFetchBackoffWaitsDoubleWithinBounds(t *testing.T) {
 		policy func(*retryPolicy)
 	}{
 		{"default policy", func(*retryPolicy) {}},
-		{"capped", func(p *retryPolicy) { p.attempts, p.base, p.max = 6, time.Second, 3*time.Second }},
+		{"capped", func(p *retryPolicy) { p.attempts, p.backoff = 6, backoff{base: time.Second, max: 3 * time.Second} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -654,7 +658,7 @@ func TestFetchBackoffWaitsDoubleWithinBounds(t *testing.T) {
 			for range 5 { // jitter differs each time
 				f, rec, _ := rfFetcher(t, srv.TokenURL)
 				tt.policy(&f.retry)
-				if _, _, err := f.fetch(context.Background()); err == nil {
+				if _, err := f.fetch(context.Background()); err == nil {
 					t.Fatal("fetch succeeded against a server that always fails")
 				}
 				waits := rec.recorded()
@@ -663,7 +667,7 @@ func TestFetchBackoffWaitsDoubleWithinBounds(t *testing.T) {
 				}
 				for i, w := range waits {
 					n := i + 1
-					hi := min(f.retry.base<<(n-1), f.retry.max)
+					hi := min(f.retry.backoff.base<<(n-1), f.retry.backoff.max)
 					lo := hi / 2
 					if w < lo || w > hi {
 						t.Errorf("wait %d = %v, want within [%v, %v]", n, w, lo, hi)
@@ -681,7 +685,7 @@ func TestFetchHonoursRetryAfterSeconds(t *testing.T) {
 			srv.FailNext(fortetest.Failure{Status: status, RetryAfter: "2"})
 			f, rec, _ := rfFetcher(t, srv.TokenURL)
 
-			if _, _, err := f.fetch(context.Background()); err != nil {
+			if _, err := f.fetch(context.Background()); err != nil {
 				t.Fatalf("fetch: %s", rfHide(err.Error()))
 			}
 			waits := rec.recorded()
@@ -701,7 +705,7 @@ func TestFetchHonoursRetryAfterDate(t *testing.T) {
 	srv.FailNext(fortetest.Failure{Status: http.StatusServiceUnavailable,
 		RetryAfter: clock.Now().Add(3 * time.Second).Format(http.TimeFormat)})
 
-	if _, _, err := f.fetch(context.Background()); err != nil {
+	if _, err := f.fetch(context.Background()); err != nil {
 		t.Fatalf("fetch: %s", rfHide(err.Error()))
 	}
 	waits := rec.recorded()
@@ -722,12 +726,12 @@ func TestFetchDoesNotRetryWhenRetryAfterExceedsBudget(t *testing.T) {
 			before := srv.Stats().TokenRequests
 			srv.FailNext(fortetest.Failure{Status: http.StatusServiceUnavailable, RetryAfter: tt.retryAfter})
 			f, rec, _ := rfFetcher(t, srv.TokenURL)
-			f.now = clock.Now
+			f.clock.now = clock.Now
 			logger, logs := newTestLogger()
 			f.log = logger
 
 			start := time.Now()
-			_, _, err := f.fetch(context.Background())
+			_, err := f.fetch(context.Background())
 			elapsed := time.Since(start)
 			if err == nil {
 				t.Fatal("fetch succeeded; want the 503 returned at once")
@@ -765,7 +769,8 @@ func TestFetchRetriesConnectionClosedMidAnswer(t *testing.T) {
 			srv.FailNext(tt.fail)
 			f, rec, _ := rfFetcher(t, srv.TokenURL)
 
-			tok, _, err := f.fetch(context.Background())
+			got, err := f.fetch(context.Background())
+			tok := got.tok
 			if err != nil {
 				t.Fatalf("fetch: %s", rfHide(err.Error()))
 			}
@@ -795,7 +800,7 @@ func TestFetchRetriesConnectionRefused(t *testing.T) {
 	cfg.HTTPClient = &http.Client{Transport: counter}
 	f, rec := testFetcher(t, cfg)
 
-	_, _, err = f.fetch(context.Background())
+	_, err = f.fetch(context.Background())
 	if err == nil {
 		t.Fatal("fetch succeeded against a closed port")
 	}
@@ -818,7 +823,7 @@ func TestFetchDoesNotRetryUntrustedCertificate(t *testing.T) {
 	cfg.HTTPClient = &http.Client{Transport: &http.Transport{}} // does not trust srv's certificate
 	f, rec := testFetcher(t, cfg)
 
-	_, _, err := f.fetch(context.Background())
+	_, err := f.fetch(context.Background())
 	if err == nil {
 		t.Fatal("fetch succeeded over an untrusted certificate")
 	}
@@ -901,8 +906,9 @@ func TestRetryableStatusClassifiesStatuses(t *testing.T) {
 		if tt.retryAfter != "" {
 			resp.Header.Set("Retry-After", tt.retryAfter)
 		}
-		if got := retryableStatus(resp, now); got != tt.want {
-			t.Errorf("retryableStatus(%d, Retry-After %q) = %v, want %v", tt.status, tt.retryAfter, got, tt.want)
+		// want < 0: final; else retried after at least want.
+		if got := statusRetry(resp, now); (tt.want < 0) == got.again || got.again && got.after != tt.want {
+			t.Errorf("statusRetry(%d, Retry-After %q) = %+v, want %v", tt.status, tt.retryAfter, got, tt.want)
 		}
 	}
 }
@@ -913,7 +919,7 @@ func TestFetchPerAttemptTimeoutStopsHungRequest(t *testing.T) {
 	f.retry.perAttempt = 50 * time.Millisecond
 
 	start := time.Now()
-	_, _, err := f.fetch(context.Background())
+	_, err := f.fetch(context.Background())
 	elapsed := time.Since(start)
 	if err == nil {
 		t.Fatal("fetch succeeded though every answer takes longer than the per-attempt timeout")
@@ -933,7 +939,8 @@ func TestFetchRetriesAttemptThatTimedOut(t *testing.T) {
 	f, rec, _ := rfFetcher(t, stub.URL+fortetest.TokenPath)
 	f.retry.perAttempt = 500 * time.Millisecond
 
-	tok, _, err := f.fetch(context.Background())
+	got, err := f.fetch(context.Background())
+	tok := got.tok
 	if err != nil {
 		t.Fatalf("fetch gave up after one timed-out attempt (server saw %d requests, waits %v) with %d of %d attempts and most of its %v budget left: %s",
 			stub.requests.Load(), rec.recorded(), f.retry.attempts-1, f.retry.attempts, f.retry.budget, rfHide(err.Error()))
@@ -952,7 +959,7 @@ func TestFetchBudgetBoundsWholeFetch(t *testing.T) {
 	f.retry.budget = 100 * time.Millisecond
 
 	start := time.Now()
-	_, _, err := f.fetch(context.Background())
+	_, err := f.fetch(context.Background())
 	elapsed := time.Since(start)
 	if err == nil {
 		t.Fatal("fetch succeeded though the server answers after the budget")
@@ -1098,7 +1105,8 @@ func TestStatusErrorSaysWhatToDo(t *testing.T) {
 		{503, "", "overloaded or down", ""},
 		{501, "", "does not support this request", "overloaded"},
 	}
-	f := &fetcher{clientSecret: "s3cr3t-value-XYZ", red: newRedactor(rfClientID, "s3cr3t-value-XYZ"), now: time.Now}
+	clk := systemClock()
+	f := &endpoint{clientSecret: "s3cr3t-value-XYZ", red: newRedactor(rfClientID, "s3cr3t-value-XYZ"), clock: &clk}
 	for _, c := range cases {
 		resp := &http.Response{StatusCode: c.status, Status: fmt.Sprintf("%d %s", c.status, http.StatusText(c.status)), Header: http.Header{}}
 		if c.location != "" {
