@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,38 +100,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// refreshGoroutines counts goroutines running a background refresh.
-func refreshGoroutines() int {
-	return goroutinesRunning("forteauth.(*TokenSource).refreshInBackground.func")
-}
-
-// singleflightGoroutines counts goroutines started to run a shared fetch.
-func singleflightGoroutines() int {
-	return goroutinesRunning("created by golang.org/x/sync/singleflight.(*Group).DoChan")
-}
-
-// quiesce waits for background refreshes and shared fetches that earlier
-// tests started to end, so that a test counting them sees only its own.
-func quiesce(t *testing.T) {
-	t.Helper()
-	eventually(t, "earlier tests' refreshes and fetches to end", func() bool {
-		return refreshGoroutines() == 0 && singleflightGoroutines() == 0
-	})
-}
-
-// goroutinesRunning counts the goroutines whose stack mentions fn.
-func goroutinesRunning(fn string) int {
-	buf := make([]byte, 8<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	n := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, fn) {
-			n++
-		}
-	}
-	return n
 }
 
 // logBuffer is a concurrency-safe destination for a test's slog output.

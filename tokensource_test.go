@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/forteauth/forteauth/fortetest"
+	"github.com/forteauth/forteauth/internal/leaktest"
 	"golang.org/x/oauth2"
 )
 
@@ -183,7 +184,7 @@ func TestCallerWhoseContextEndsStopsWaitingOthersGetTheToken(t *testing.T) {
 }
 
 func TestCallerWithEndedContextStartsNoFetch(t *testing.T) {
-	quiesce(t)
+	leaktest.Quiesce(t)
 	srv := fortetest.NewServer()
 	defer srv.Close()
 	release := srv.Hold() // a fetch, if started, stays in flight where it can be seen
@@ -194,7 +195,7 @@ func TestCallerWithEndedContextStartsNoFetch(t *testing.T) {
 	if _, err := ts.TokenContext(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
-	if n := singleflightGoroutines(); n != 0 {
+	if n := leaktest.Count(leaktest.SharedFetch); n != 0 {
 		t.Fatalf("a caller whose context had ended started a fetch (%d running)", n)
 	}
 }
@@ -241,7 +242,7 @@ func TestSourceContextSuppliesValuesOnly(t *testing.T) {
 }
 
 func TestRefreshWindowServesCachedTokenAndRefreshesOnceInBackground(t *testing.T) {
-	quiesce(t)
+	leaktest.Quiesce(t)
 	srv := fortetest.NewServer()
 	defer srv.Close()
 	ts, clock, _ := sourceFor(t, srv, nil) // 1 h tokens, 5 min window, 30 s margin
@@ -267,7 +268,7 @@ func TestRefreshWindowServesCachedTokenAndRefreshesOnceInBackground(t *testing.T
 	for range 50 {
 		mustToken(t, ts)
 	}
-	if n, g := tokenRequests(srv), refreshGoroutines(); n != 2 || g != 1 {
+	if n, g := tokenRequests(srv), leaktest.Count(leaktest.BackgroundRefresh); n != 2 || g != 1 {
 		t.Fatalf("token requests = %d, refresh goroutines = %d; want exactly one background refresh", n, g)
 	}
 
@@ -276,7 +277,7 @@ func TestRefreshWindowServesCachedTokenAndRefreshesOnceInBackground(t *testing.T
 	if tok := mustToken(t, ts); tok.AccessToken == first.AccessToken {
 		t.Fatal("still the old token after the refresh")
 	}
-	eventually(t, "the refresh goroutine to exit", func() bool { return refreshGoroutines() == 0 && !ts.refreshing.Load() })
+	eventually(t, "the refresh goroutine to exit", func() bool { return leaktest.Count(leaktest.BackgroundRefresh) == 0 && !ts.refreshing.Load() })
 	if n := tokenRequests(srv); n != 2 {
 		t.Fatalf("token requests = %d, want 2", n)
 	}
@@ -708,7 +709,7 @@ func TestOAuth2ReuseRuleNeverHoldsAStaleTokenOrWaits(t *testing.T) {
 }
 
 func TestNoGoroutineOutlivesTheRefresh(t *testing.T) {
-	quiesce(t)
+	leaktest.Quiesce(t)
 	srv := fortetest.NewServer()
 	defer srv.Close()
 	ts, clock, _ := sourceFor(t, srv, nil)
@@ -716,7 +717,7 @@ func TestNoGoroutineOutlivesTheRefresh(t *testing.T) {
 	clock.Advance(time.Hour - time.Minute)
 	mustToken(t, ts)
 	eventually(t, "refresh and singleflight goroutines to exit", func() bool {
-		return refreshGoroutines() == 0 && !ts.refreshing.Load() && singleflightGoroutines() == 0
+		return leaktest.Count(leaktest.BackgroundRefresh) == 0 && !ts.refreshing.Load() && leaktest.Count(leaktest.SharedFetch) == 0
 	})
 	if n := tokenRequests(srv); n != 2 {
 		t.Fatalf("token requests = %d, want 2", n)
