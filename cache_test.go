@@ -33,7 +33,8 @@ func TestExpiryMovesOnlyWithTheState(t *testing.T) {
 	defer srv.Close()
 	release := srv.Hold() // no background refresh lands while we look
 	defer release()
-	ts, clock, _ := sourceFor(t, srv, nil)
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
 	go release() // let the first fetch through
 	fresh := mustToken(t, ts)
 	release = srv.Hold()

@@ -15,15 +15,15 @@ import (
 	"github.com/forteauth/forteauth/fortetest"
 )
 
-// cfSecretForms are the ways a leaked secret could show up in formatted
+// printedForms are the ways a leaked secret could show up in formatted
 // output: as is, and hex-encoded by %x and %X.
-func cfSecretForms(secret string) []string {
+func printedForms(secret string) []string {
 	h := hex.EncodeToString([]byte(secret))
 	return []string{secret, h, strings.ToUpper(h)}
 }
 
 func TestValidateRejectsInvalidConfig(t *testing.T) {
-	srv := rfForte(t)
+	srv := newForteServer(t)
 	tests := []struct {
 		name    string
 		modify  func(c *Config)
@@ -48,8 +48,8 @@ func TestValidateRejectsInvalidConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			counter := &rfCountingTransport{}
-			cfg := rfConfig(srv.TokenURL)
+			counter := &countingTransport{}
+			cfg := configFor(srv.TokenURL)
 			cfg.HTTPClient = &http.Client{Transport: counter}
 			tt.modify(cfg)
 
@@ -59,15 +59,15 @@ func TestValidateRejectsInvalidConfig(t *testing.T) {
 					t.Fatalf("%s accepted the Config", what)
 				}
 				msg := err.Error()
-				rfAssertAbsent(t, what+" error", msg, rfSecret)
+				assertAbsent(t, what+" error", msg, testSecret)
 				if !errors.Is(err, ErrInvalidConfig) {
-					t.Errorf("%s error does not wrap ErrInvalidConfig: %s", what, rfHide(msg))
+					t.Errorf("%s error does not wrap ErrInvalidConfig: %s", what, hide(msg))
 				}
 				if !strings.HasPrefix(msg, "forteauth: ") {
-					t.Errorf("%s error %q does not start with \"forteauth: \"", what, rfHide(msg))
+					t.Errorf("%s error %q does not start with \"forteauth: \"", what, hide(msg))
 				}
 				if !strings.Contains(msg, tt.mention) {
-					t.Errorf("%s error %q does not mention %q", what, rfHide(msg), tt.mention)
+					t.Errorf("%s error %q does not mention %q", what, hide(msg), tt.mention)
 				}
 			}
 			check("validate", cfg.validate())
@@ -104,32 +104,32 @@ func TestValidateAcceptsHTTPSAndLoopbackHTTP(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
-			cfg.ClientID, cfg.ClientSecret = rfClientID, rfSecret
+			cfg.ClientID, cfg.ClientSecret = testClientID, testSecret
 			if err := cfg.validate(); err != nil {
-				t.Errorf("validate rejected %q: %s", cfg.TokenURL, rfHide(err.Error()))
+				t.Errorf("validate rejected %q: %s", cfg.TokenURL, hide(err.Error()))
 			}
 		})
 	}
 
 	// End to end, with the host spelled as localhost.
-	srv := rfForte(t)
-	cfg := rfConfig(strings.Replace(srv.TokenURL, "127.0.0.1", "localhost", 1))
+	srv := newForteServer(t)
+	cfg := configFor(strings.Replace(srv.TokenURL, "127.0.0.1", "localhost", 1))
 	if !strings.Contains(cfg.TokenURL, "localhost") {
 		t.Fatalf("fake server is not on 127.0.0.1: %s", srv.TokenURL)
 	}
 	if _, err := cfg.Token(context.Background()); err != nil {
-		t.Errorf("Token via http://localhost: %s", rfHide(err.Error()))
+		t.Errorf("Token via http://localhost: %s", hide(err.Error()))
 	}
 }
 
-// cfVerbs are the formats every printable value is checked under.
-var cfVerbs = []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%20v", "%-40s"}
+// printVerbs are the formats every printable value is checked under.
+var printVerbs = []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%20v", "%-40s"}
 
-// cfFormatAll prints v under every verb and with fmt.Sprint and Sprintln,
+// formatAll prints v under every verb and with fmt.Sprint and Sprintln,
 // also inside a slice and a map.
-func cfFormatAll(v any) map[string]string {
+func formatAll(v any) map[string]string {
 	out := make(map[string]string)
-	for _, verb := range cfVerbs {
+	for _, verb := range printVerbs {
 		out[verb] = fmt.Sprintf(verb, v)
 	}
 	out["Sprint"] = fmt.Sprint(v)
@@ -140,26 +140,26 @@ func cfFormatAll(v any) map[string]string {
 }
 
 func TestConfigFormattingHidesSecret(t *testing.T) {
-	cfg := rfConfig(SandboxTokenURL)
+	cfg := configFor(SandboxTokenURL)
 	cfg.HTTPClient = http.DefaultClient
 	for _, tc := range []struct {
 		name string
 		v    any
 	}{{"value", *cfg}, {"pointer", cfg}} {
 		t.Run(tc.name, func(t *testing.T) {
-			for how, s := range cfFormatAll(tc.v) {
-				rfAssertAbsent(t, how+" output", s, cfSecretForms(rfSecret)...)
+			for how, s := range formatAll(tc.v) {
+				assertAbsent(t, how+" output", s, printedForms(testSecret)...)
 				if how == "%x" || how == "%X" {
-					if !strings.Contains(strings.ToLower(s), hex.EncodeToString([]byte(rfClientID))) {
-						t.Errorf("%s output %q does not show ClientID", how, rfHide(s))
+					if !strings.Contains(strings.ToLower(s), hex.EncodeToString([]byte(testClientID))) {
+						t.Errorf("%s output %q does not show ClientID", how, hide(s))
 					}
 					continue
 				}
-				if !strings.Contains(s, rfClientID) {
-					t.Errorf("%s output %q does not show ClientID", how, rfHide(s))
+				if !strings.Contains(s, testClientID) {
+					t.Errorf("%s output %q does not show ClientID", how, hide(s))
 				}
 				if !strings.Contains(s, redacted) {
-					t.Errorf("%s output %q does not show that a secret is set", how, rfHide(s))
+					t.Errorf("%s output %q does not show that a secret is set", how, hide(s))
 				}
 			}
 		})
@@ -167,19 +167,19 @@ func TestConfigFormattingHidesSecret(t *testing.T) {
 
 	goSyntax := fmt.Sprintf("%#v", *cfg)
 	if !strings.HasPrefix(goSyntax, "forteauth.Config{") {
-		t.Errorf("%%#v = %q, want it to start with forteauth.Config{", rfHide(goSyntax))
+		t.Errorf("%%#v = %q, want it to start with forteauth.Config{", hide(goSyntax))
 	}
 	if !strings.Contains(goSyntax, `ClientSecret:"[REDACTED]"`) {
-		t.Errorf("%%#v = %q, want ClientSecret:\"[REDACTED]\"", rfHide(goSyntax))
+		t.Errorf("%%#v = %q, want ClientSecret:\"[REDACTED]\"", hide(goSyntax))
 	}
-	if cfg.ClientSecret != rfSecret {
+	if cfg.ClientSecret != testSecret {
 		t.Error("formatting changed the Config's ClientSecret")
 	}
 }
 
 func TestConfigFormattingShowsEmptySecretAsEmpty(t *testing.T) {
-	cfg := Config{ClientID: rfClientID, TokenURL: SandboxTokenURL}
-	for how, s := range cfFormatAll(cfg) {
+	cfg := Config{ClientID: testClientID, TokenURL: SandboxTokenURL}
+	for how, s := range formatAll(cfg) {
 		if strings.Contains(s, redacted) || strings.Contains(s, hex.EncodeToString([]byte(redacted))) {
 			t.Errorf("%s output %q claims a secret is set", how, s)
 		}
@@ -194,15 +194,14 @@ func TestConfigFormattingShowsEmptySecretAsEmpty(t *testing.T) {
 	}
 }
 
-// cfFetchedSource returns a TokenSource for the fake server that holds a
+// fetchedSource returns a TokenSource for the fake server that holds a
 // token, and that token.
-func cfFetchedSource(t *testing.T) (*TokenSource, string) {
+func fetchedSource(t *testing.T) (*TokenSource, string) {
 	t.Helper()
-	srv := rfForte(t)
-	ts := rfConfig(srv.TokenURL).TokenSource(context.Background())
+	ts := newTestSource(t, withServer(newForteServer(t))).ts
 	tok, err := ts.Token()
 	if err != nil {
-		t.Fatalf("Token: %s", rfHide(err.Error()))
+		t.Fatalf("Token: %s", hide(err.Error()))
 	}
 	if len(tok.AccessToken) < 24 {
 		t.Fatalf("fake server issued a short token (%d bytes)", len(tok.AccessToken))
@@ -211,24 +210,24 @@ func cfFetchedSource(t *testing.T) (*TokenSource, string) {
 }
 
 func TestTokenSourceFormattingHidesSecretAndToken(t *testing.T) {
-	srv := rfForte(t)
-	empty := rfConfig(srv.TokenURL).TokenSource(context.Background())
-	fetched, token := cfFetchedSource(t)
+	srv := newForteServer(t)
+	empty := configFor(srv.TokenURL).TokenSource(context.Background())
+	fetched, token := fetchedSource(t)
 	for _, tc := range []struct {
 		name string
 		ts   *TokenSource
 	}{{"before any fetch", empty}, {"holding a token", fetched}} {
 		t.Run(tc.name, func(t *testing.T) {
-			for how, s := range cfFormatAll(tc.ts) {
-				rfAssertAbsent(t, how+" output", s, append(cfSecretForms(rfSecret), cfSecretForms(token)...)...)
-				if !strings.Contains(s, rfClientID) {
-					t.Errorf("%s output %q does not show ClientID", how, rfHide(s, token))
+			for how, s := range formatAll(tc.ts) {
+				assertAbsent(t, how+" output", s, append(printedForms(testSecret), printedForms(token)...)...)
+				if !strings.Contains(s, testClientID) {
+					t.Errorf("%s output %q does not show ClientID", how, hide(s, token))
 				}
 			}
 		})
 	}
 	if s := fmt.Sprint(fetched); !strings.Contains(s, token[:4]) || !strings.Contains(s, redacted) {
-		t.Errorf("output %q does not identify the token by its prefix and mark the rest redacted", rfHide(s, token))
+		t.Errorf("output %q does not identify the token by its prefix and mark the rest redacted", hide(s, token))
 	}
 	if s := fmt.Sprintf("%v", (*TokenSource)(nil)); s != "(*forteauth.TokenSource)(nil)" {
 		t.Errorf("nil *TokenSource prints %q", s)
@@ -236,8 +235,8 @@ func TestTokenSourceFormattingHidesSecretAndToken(t *testing.T) {
 }
 
 func TestSlogHidesSecretAndToken(t *testing.T) {
-	cfg := rfConfig(SandboxTokenURL)
-	ts, token := cfFetchedSource(t)
+	cfg := configFor(SandboxTokenURL)
+	ts, token := fetchedSource(t)
 	handlers := map[string]func(*bytes.Buffer) slog.Handler{
 		"text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
 		"json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
@@ -253,12 +252,12 @@ func TestSlogHidesSecretAndToken(t *testing.T) {
 				logger.With("v", v).Info("as With")
 				logger.Info("in a group", slog.Group("g", "v", v))
 				s := buf.String()
-				rfAssertAbsent(t, "log", s, rfSecret, token)
-				if strings.Count(s, rfClientID) < 4 {
-					t.Errorf("log %q does not show client_id on every line", rfHide(s, token))
+				assertAbsent(t, "log", s, testSecret, token)
+				if strings.Count(s, testClientID) < 4 {
+					t.Errorf("log %q does not show client_id on every line", hide(s, token))
 				}
 				if !strings.Contains(s, "client_id") {
-					t.Errorf("log %q has no client_id key", rfHide(s, token))
+					t.Errorf("log %q has no client_id key", hide(s, token))
 				}
 			})
 		}
@@ -273,7 +272,7 @@ func TestSlogHidesSecretOfConfigInsideLoggedStruct(t *testing.T) {
 		Name  string
 		Forte Config
 	}
-	v := settings{Name: "payments", Forte: *rfConfig(SandboxTokenURL)}
+	v := settings{Name: "payments", Forte: *configFor(SandboxTokenURL)}
 	for hname, h := range map[string]func(*bytes.Buffer) slog.Handler{
 		"text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
 		"json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
@@ -282,56 +281,55 @@ func TestSlogHidesSecretOfConfigInsideLoggedStruct(t *testing.T) {
 			var buf bytes.Buffer
 			slog.New(h(&buf)).Info("settings", "settings", v)
 			s := buf.String()
-			rfAssertAbsent(t, "log", s, rfSecret)
-			if !strings.Contains(s, rfClientID) {
-				t.Errorf("log %q does not show the client ID", rfHide(s))
+			assertAbsent(t, "log", s, testSecret)
+			if !strings.Contains(s, testClientID) {
+				t.Errorf("log %q does not show the client ID", hide(s))
 			}
 		})
 	}
 }
 
 func TestConfigLoggerNeverReceivesSecret(t *testing.T) {
-	echo := `{"error":{"message":"bad client_secret ` + rfSecret + `","reason":"%s","status":%d}}`
+	echo := `{"error":{"message":"bad client_secret ` + testSecret + `","reason":"%s","status":%d}}`
 	fail := func(status int) fortetest.Failure {
 		return fortetest.Failure{Status: status, Body: fmt.Sprintf(echo, http.StatusText(status), status)}
 	}
 
 	t.Run("fetch retrying 500s", func(t *testing.T) {
-		srv := rfForte(t)
+		srv := newForteServer(t)
 		srv.SetFailureRate(1, fail(http.StatusInternalServerError))
 		logger, logs := newTestLogger()
-		cfg := rfConfig(srv.TokenURL)
+		cfg := configFor(srv.TokenURL)
 		cfg.Logger = logger
-		f, _ := testFetcher(t, cfg)
+		f, _ := testEndpoint(t, cfg)
 		if _, err := f.fetch(context.Background()); err == nil {
 			t.Fatal("fetch succeeded against a failing server")
 		}
 		s := logs.String()
 		if !strings.Contains(s, "retrying token request") {
-			t.Fatalf("no retry was logged: %q", rfHide(s))
+			t.Fatalf("no retry was logged: %q", hide(s))
 		}
-		rfAssertAbsent(t, "log", s, rfSecret)
+		assertAbsent(t, "log", s, testSecret)
 	})
 
 	t.Run("TokenSource failing with 500s then 401", func(t *testing.T) {
-		srv := rfForte(t)
+		srv := newForteServer(t)
 		logger, logs := newTestLogger()
-		cfg := rfConfig(srv.TokenURL)
-		cfg.Logger = logger
-		ts, clock, _ := testSource(t, cfg)
+		src := newTestSource(t, withTokenURL(srv.TokenURL), withConfig(func(c *Config) { c.Logger = logger }))
+		ts, clock := src.ts, src.clock
 
 		srv.FailNext(fail(500), fail(502), fail(503), fail(504))
 		if _, err := ts.Token(); err == nil {
 			t.Fatal("Token succeeded though every attempt failed")
 		} else {
-			rfAssertAbsent(t, "error", err.Error(), rfSecret)
+			assertAbsent(t, "error", err.Error(), testSecret)
 		}
 		clock.Advance(time.Minute) // past the cool-down
 		srv.FailNext(fail(http.StatusUnauthorized))
 		if _, err := ts.Token(); err == nil {
 			t.Fatal("Token succeeded after a 401")
 		} else {
-			rfAssertAbsent(t, "error", err.Error(), rfSecret)
+			assertAbsent(t, "error", err.Error(), testSecret)
 		}
 
 		s := logs.String()
@@ -339,8 +337,8 @@ func TestConfigLoggerNeverReceivesSecret(t *testing.T) {
 			t.Errorf("server saw %d token requests, want 5", n)
 		}
 		if !strings.Contains(s, "retrying token request") || !strings.Contains(s, "401") {
-			t.Fatalf("log does not show the retries and the 401: %q", rfHide(s))
+			t.Fatalf("log does not show the retries and the 401: %q", hide(s))
 		}
-		rfAssertAbsent(t, "log", s, rfSecret)
+		assertAbsent(t, "log", s, testSecret)
 	})
 }

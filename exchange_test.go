@@ -24,17 +24,17 @@ import (
 )
 
 // Values that must never show up in an error, a log line or a failure
-// message; see rfHide.
+// message; see hide.
 const (
-	rfClientID = "client-id-123"
-	rfSecret   = "s3cr3t-value-XYZ"
-	// rfToken is a recognisable access token for bodies built by hand.
-	rfToken = "RECOGNISABLE-access-token-0123456789abcdef"
+	testClientID = "client-id-123"
+	testSecret   = "s3cr3t-value-XYZ"
+	// testAccessToken is a recognisable access token for bodies built by hand.
+	testAccessToken = "RECOGNISABLE-access-token-0123456789abcdef"
 )
 
-// rfHide makes s safe to print in a failure message.
-func rfHide(s string, secrets ...string) string {
-	for _, x := range append(secrets, rfSecret) {
+// hide makes s safe to print in a failure message.
+func hide(s string, secrets ...string) string {
+	for _, x := range append(secrets, testSecret) {
 		if x != "" {
 			s = strings.ReplaceAll(s, x, "<SECRET>")
 		}
@@ -42,50 +42,50 @@ func rfHide(s string, secrets ...string) string {
 	return s
 }
 
-// rfAssertAbsent fails if any of values occurs in s, without printing it.
-func rfAssertAbsent(t *testing.T, what, s string, values ...string) {
+// assertAbsent fails if any of values occurs in s, without printing it.
+func assertAbsent(t *testing.T, what, s string, values ...string) {
 	t.Helper()
 	for _, v := range values {
 		if v != "" && strings.Contains(s, v) {
-			t.Errorf("%s contains a value that must never appear there (%d-byte value): %s", what, len(v), rfHide(s, values...))
+			t.Errorf("%s contains a value that must never appear there (%d-byte value): %s", what, len(v), hide(s, values...))
 		}
 	}
 }
 
-// rfConfig is a valid Config for tokenURL with the distinctive secret.
-func rfConfig(tokenURL string) *Config {
-	return &Config{ClientID: rfClientID, ClientSecret: rfSecret, TokenURL: tokenURL}
+// configFor is a valid Config for tokenURL with the distinctive secret.
+func configFor(tokenURL string) *Config {
+	return &Config{ClientID: testClientID, ClientSecret: testSecret, TokenURL: tokenURL}
 }
 
-// rfForte starts a fortetest server that accepts rfClientID and rfSecret.
-func rfForte(t *testing.T) *fortetest.Server {
+// newForteServer starts a fortetest server that accepts testClientID and testSecret.
+func newForteServer(t *testing.T) *fortetest.Server {
 	t.Helper()
 	srv := fortetest.NewServer()
-	srv.ClientID, srv.ClientSecret = rfClientID, rfSecret // before any request
+	srv.ClientID, srv.ClientSecret = testClientID, testSecret // before any request
 	t.Cleanup(srv.Close)
 	return srv
 }
 
-// rfFetcher is testFetcher for tokenURL, its clock (f.clock.now and the
+// endpointFor is testEndpoint for tokenURL, its clock (f.clock.now and the
 // recorder's) set to a fake one.
-func rfFetcher(t *testing.T, tokenURL string) (*endpoint, *sleepRecorder, *fakeClock) {
+func endpointFor(t *testing.T, tokenURL string) (*endpoint, *sleepRecorder, *fakeClock) {
 	t.Helper()
-	f, rec := testFetcher(t, rfConfig(tokenURL))
+	f, rec := testEndpoint(t, configFor(tokenURL))
 	clock := newFakeClock()
 	rec.clock = clock
 	f.clock.now = clock.Now
 	return f, rec, clock
 }
 
-// rfStub is an httptest server that counts its requests.
-type rfStub struct {
+// stubServer is an httptest server that counts its requests.
+type stubServer struct {
 	*httptest.Server
 	requests atomic.Int32
 }
 
-func rfNewStub(t *testing.T, h http.HandlerFunc) *rfStub {
+func newStub(t *testing.T, h http.HandlerFunc) *stubServer {
 	t.Helper()
-	s := &rfStub{}
+	s := &stubServer{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
 		h(w, r)
@@ -94,8 +94,8 @@ func rfNewStub(t *testing.T, h http.HandlerFunc) *rfStub {
 	return s
 }
 
-// rfRespond answers with status, Content-Type ct and body.
-func rfRespond(status int, ct, body string) http.HandlerFunc {
+// respond answers with status, Content-Type ct and body.
+func respond(status int, ct, body string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", ct)
@@ -104,13 +104,13 @@ func rfRespond(status int, ct, body string) http.HandlerFunc {
 	}
 }
 
-// rfCountingTransport counts the requests it sends.
-type rfCountingTransport struct {
+// countingTransport counts the requests it sends.
+type countingTransport struct {
 	n    atomic.Int32
 	base http.RoundTripper
 }
 
-func (c *rfCountingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.n.Add(1)
 	base := c.base
 	if base == nil {
@@ -119,13 +119,13 @@ func (c *rfCountingTransport) RoundTrip(r *http.Request) (*http.Response, error)
 	return base.RoundTrip(r)
 }
 
-// rfSlowStub answers with a token, holding back the first slow answers
+// newSlowStub answers with a token, holding back the first slow answers
 // by delay (or until the client goes away). It reads the request body
 // first, so that net/http notices a client hanging up.
-func rfSlowStub(t *testing.T, slow int32, delay time.Duration) *rfStub {
+func newSlowStub(t *testing.T, slow int32, delay time.Duration) *stubServer {
 	t.Helper()
-	var stub *rfStub
-	stub = rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
+	var stub *stubServer
+	stub = newStub(t, func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		if stub.requests.Load() <= slow {
 			timer := time.NewTimer(delay)
@@ -136,12 +136,12 @@ func rfSlowStub(t *testing.T, slow int32, delay time.Duration) *rfStub {
 				return
 			}
 		}
-		rfRespond(http.StatusCreated, "application/json", rfTokenBody(rfToken, "Bearer", 3600))(w, r)
+		respond(http.StatusCreated, "application/json", tokenBody(testAccessToken, "Bearer", 3600))(w, r)
 	})
 	return stub
 }
 
-func rfTokenBody(token, tokenType string, expiresIn any) string {
+func tokenBody(token, tokenType string, expiresIn any) string {
 	b, err := json.Marshal(map[string]any{"data": map[string]any{
 		"access_token": token, "token_type": tokenType, "expires_in": expiresIn,
 	}})
@@ -161,7 +161,7 @@ func TestFetchSendsDocumentedRequest(t *testing.T) {
 		mu  sync.Mutex
 		got []seen
 	)
-	stub := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
+	stub := newStub(t, func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		_, _, basic := r.BasicAuth()
 		mu.Lock()
@@ -172,13 +172,13 @@ func TestFetchSendsDocumentedRequest(t *testing.T) {
 			basicAuth: basic, body: body,
 		})
 		mu.Unlock()
-		rfRespond(http.StatusCreated, "application/json", rfTokenBody(rfToken, "Bearer", 3600))(w, r)
+		respond(http.StatusCreated, "application/json", tokenBody(testAccessToken, "Bearer", 3600))(w, r)
 	})
 	const path = "/custom/auth/v1/oauth2/token"
-	f, _, _ := rfFetcher(t, stub.URL+path)
+	f, _, _ := endpointFor(t, stub.URL+path)
 
 	if _, err := f.fetch(context.Background()); err != nil {
-		t.Fatalf("fetch: %s", rfHide(err.Error()))
+		t.Fatalf("fetch: %s", hide(err.Error()))
 	}
 
 	mu.Lock()
@@ -194,7 +194,7 @@ func TestFetchSendsDocumentedRequest(t *testing.T) {
 		t.Errorf("path = %q, want the TokenURL's path %q", r.path, path)
 	}
 	if r.rawQuery != "" {
-		t.Errorf("query = %q, want none", rfHide(r.rawQuery))
+		t.Errorf("query = %q, want none", hide(r.rawQuery))
 	}
 	if r.contentType != "application/json" {
 		t.Errorf("Content-Type = %q, want application/json", r.contentType)
@@ -208,9 +208,9 @@ func TestFetchSendsDocumentedRequest(t *testing.T) {
 	if r.authorization != "" || r.basicAuth {
 		t.Errorf("request carries an Authorization header (%d bytes); credentials belong in the body only", len(r.authorization))
 	}
-	want := `{"client_id":"` + rfClientID + `","client_secret":"` + rfSecret + `"}`
+	want := `{"client_id":"` + testClientID + `","client_secret":"` + testSecret + `"}`
 	if string(r.body) != want {
-		t.Errorf("body = %s, want %s", rfHide(string(r.body)), rfHide(want))
+		t.Errorf("body = %s, want %s", hide(string(r.body)), hide(want))
 	}
 }
 
@@ -220,26 +220,26 @@ func TestFetchAcceptsSuccessResponses(t *testing.T) {
 		status int
 		body   string
 	}{
-		{"201 as documented", http.StatusCreated, rfTokenBody(rfToken, "Bearer", 3600)},
-		{"200", http.StatusOK, rfTokenBody(rfToken, "Bearer", 3600)},
-		{"expires_in as a string", http.StatusCreated, rfTokenBody(rfToken, "Bearer", "3600")},
-		{"token_type lower case", http.StatusCreated, rfTokenBody(rfToken, "bearer", 3600)},
-		{"token_type upper case", http.StatusCreated, rfTokenBody(rfToken, "BEARER", 3600)},
+		{"201 as documented", http.StatusCreated, tokenBody(testAccessToken, "Bearer", 3600)},
+		{"200", http.StatusOK, tokenBody(testAccessToken, "Bearer", 3600)},
+		{"expires_in as a string", http.StatusCreated, tokenBody(testAccessToken, "Bearer", "3600")},
+		{"token_type lower case", http.StatusCreated, tokenBody(testAccessToken, "bearer", 3600)},
+		{"token_type upper case", http.StatusCreated, tokenBody(testAccessToken, "BEARER", 3600)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stub := rfNewStub(t, rfRespond(tt.status, "application/json", tt.body))
-			f, _, clock := rfFetcher(t, stub.URL+fortetest.TokenPath)
+			stub := newStub(t, respond(tt.status, "application/json", tt.body))
+			f, _, clock := endpointFor(t, stub.URL+fortetest.TokenPath)
 			clock.Advance(17 * time.Minute)
 			sentAt := clock.Now()
 
 			got, err := f.fetch(context.Background())
 			tok, sent := got.tok, got.sent
 			if err != nil {
-				t.Fatalf("fetch: %s", rfHide(err.Error(), rfToken))
+				t.Fatalf("fetch: %s", hide(err.Error(), testAccessToken))
 			}
-			if tok.AccessToken != rfToken {
-				t.Errorf("AccessToken is not the one served (%d bytes, want %d)", len(tok.AccessToken), len(rfToken))
+			if tok.AccessToken != testAccessToken {
+				t.Errorf("AccessToken is not the one served (%d bytes, want %d)", len(tok.AccessToken), len(testAccessToken))
 			}
 			if tok.TokenType != "Bearer" {
 				t.Errorf("TokenType = %q, want Bearer", tok.TokenType)
@@ -261,13 +261,13 @@ func TestFetchAcceptsSuccessResponses(t *testing.T) {
 }
 
 func TestFetchReturnsDistinctTokenEachTime(t *testing.T) {
-	srv := rfForte(t)
-	f, _, _ := rfFetcher(t, srv.TokenURL)
+	srv := newForteServer(t)
+	f, _, _ := endpointFor(t, srv.TokenURL)
 	f1, err1 := f.fetch(context.Background())
 	f2, err2 := f.fetch(context.Background())
 	t1, t2 := f1.tok, f2.tok
 	if err1 != nil || err2 != nil {
-		t.Fatalf("fetch failed: %s", rfHide(errors.Join(err1, err2).Error()))
+		t.Fatalf("fetch failed: %s", hide(errors.Join(err1, err2).Error()))
 	}
 	if t1 == t2 {
 		t.Fatal("two fetches returned the same *oauth2.Token pointer")
@@ -280,44 +280,44 @@ func TestFetchReturnsDistinctTokenEachTime(t *testing.T) {
 	}
 }
 
-// rfNumericToken is an access token sent as a JSON number.
-const rfNumericToken = "9876543210123456"
+// numericToken is an access token sent as a JSON number.
+const numericToken = "9876543210123456"
 
-// rfMalformedAnswers are 2xx answers that hold no usable token, each
+// malformedAnswers are 2xx answers that hold no usable token, each
 // answered once. token is a token value in body, which no error may show.
 // TestFetchRejectsInvalidTokenResponsesWithoutRetry checks what fetch makes
 // of them; TestMalformedAnswerIsNotCachedAndCoolsDown, what a TokenSource
 // does with that.
-var rfMalformedAnswers = []struct {
+var malformedAnswers = []struct {
 	name        string
 	status      int
 	contentType string
 	body        string
 	token       string
 }{
-	{name: "empty access_token", body: rfTokenBody("", "Bearer", 3600)},
-	{name: "access named access as in an old guide", body: `{"data":{"access":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"}}`, token: rfToken},
-	{name: "missing expires_in", body: `{"data":{"access_token":"` + rfToken + `","token_type":"Bearer"}}`, token: rfToken},
-	{name: "null expires_in", body: rfTokenBody(rfToken, "Bearer", nil), token: rfToken},
-	{name: "zero expires_in", body: rfTokenBody(rfToken, "Bearer", 0), token: rfToken},
-	{name: "negative expires_in", body: rfTokenBody(rfToken, "Bearer", -60), token: rfToken},
-	{name: "non-numeric expires_in", body: rfTokenBody(rfToken, "Bearer", "abc"), token: rfToken},
-	{name: "fractional expires_in", body: rfTokenBody(rfToken, "Bearer", 1.5), token: rfToken},
-	{name: "expires_in beyond 68 years", body: rfTokenBody(rfToken, "Bearer", int64(math.MaxInt32)+1), token: rfToken},
-	{name: "expires_in huge float", body: rfTokenBody(rfToken, "Bearer", 1e300), token: rfToken},
-	{name: "token_type MAC", body: rfTokenBody(rfToken, "MAC", 3600), token: rfToken},
-	{name: "missing token_type", body: `{"data":{"access_token":"` + rfToken + `","expires_in":3600}}`, token: rfToken},
-	{name: "missing data", body: `{"access_token":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"}`, token: rfToken},
+	{name: "empty access_token", body: tokenBody("", "Bearer", 3600)},
+	{name: "access named access as in an old guide", body: `{"data":{"access":"` + testAccessToken + `","expires_in":3600,"token_type":"Bearer"}}`, token: testAccessToken},
+	{name: "missing expires_in", body: `{"data":{"access_token":"` + testAccessToken + `","token_type":"Bearer"}}`, token: testAccessToken},
+	{name: "null expires_in", body: tokenBody(testAccessToken, "Bearer", nil), token: testAccessToken},
+	{name: "zero expires_in", body: tokenBody(testAccessToken, "Bearer", 0), token: testAccessToken},
+	{name: "negative expires_in", body: tokenBody(testAccessToken, "Bearer", -60), token: testAccessToken},
+	{name: "non-numeric expires_in", body: tokenBody(testAccessToken, "Bearer", "abc"), token: testAccessToken},
+	{name: "fractional expires_in", body: tokenBody(testAccessToken, "Bearer", 1.5), token: testAccessToken},
+	{name: "expires_in beyond 68 years", body: tokenBody(testAccessToken, "Bearer", int64(math.MaxInt32)+1), token: testAccessToken},
+	{name: "expires_in huge float", body: tokenBody(testAccessToken, "Bearer", 1e300), token: testAccessToken},
+	{name: "token_type MAC", body: tokenBody(testAccessToken, "MAC", 3600), token: testAccessToken},
+	{name: "missing token_type", body: `{"data":{"access_token":"` + testAccessToken + `","expires_in":3600}}`, token: testAccessToken},
+	{name: "missing data", body: `{"access_token":"` + testAccessToken + `","expires_in":3600,"token_type":"Bearer"}`, token: testAccessToken},
 	{name: "null data", body: `{"data":null}`},
-	{name: "data not an object", body: `{"data":"` + rfToken + `"}`, token: rfToken},
+	{name: "data not an object", body: `{"data":"` + testAccessToken + `"}`, token: testAccessToken},
 	{name: "empty body", body: ""},
 	{name: "HTML error page with 200", status: http.StatusOK, contentType: "text/html",
 		body: "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"},
 	{name: "truncated JSON", body: `{"data":{"access_tok`},
-	{name: "access_token with a space", body: rfTokenBody("RECOGNISABLE access-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE access-token-0123456789"},
-	{name: "access_token with a newline", body: rfTokenBody("RECOGNISABLE\naccess-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE\naccess-token-0123456789"},
-	{name: "access_token with non-ASCII", body: rfTokenBody("RECOGNISABLE-accéss-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE-accéss-token-0123456789"},
-	{name: "access_token a number", body: `{"data":{"access_token":` + rfNumericToken + `,"expires_in":3600,"token_type":"Bearer"}}`, token: rfNumericToken},
+	{name: "access_token with a space", body: tokenBody("RECOGNISABLE access-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE access-token-0123456789"},
+	{name: "access_token with a newline", body: tokenBody("RECOGNISABLE\naccess-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE\naccess-token-0123456789"},
+	{name: "access_token with non-ASCII", body: tokenBody("RECOGNISABLE-accéss-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE-accéss-token-0123456789"},
+	{name: "access_token a number", body: `{"data":{"access_token":` + numericToken + `,"expires_in":3600,"token_type":"Bearer"}}`, token: numericToken},
 	// encoding/json stops at 10,000 levels of nesting, without recursing
 	// further; below that, nesting where an object belongs is a type error.
 	{name: "JSON nested 100000 deep", body: `{"data":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`},
@@ -326,20 +326,20 @@ var rfMalformedAnswers = []struct {
 	// the header check then rejects; outside a string it is a syntax error.
 	// (Written by hand: json.Marshal would replace the bytes itself.)
 	{name: "invalid UTF-8 in access_token", body: "{\"data\":{\"access_token\":\"RECOGNISABLE-\xff\xfe-token-0123456789\",\"token_type\":\"Bearer\",\"expires_in\":3600}}", token: "RECOGNISABLE"},
-	{name: "invalid UTF-8 in token_type", body: "{\"data\":{\"access_token\":\"" + rfToken + "\",\"token_type\":\"Bear\xc3\x28er\",\"expires_in\":3600}}", token: rfToken},
-	{name: "invalid UTF-8 outside strings", body: "{\xff\"data\":{\"access_token\":\"" + rfToken + "\",\"token_type\":\"Bearer\",\"expires_in\":3600}}", token: rfToken},
-	{name: "body over 1 MiB", body: `{"data":{"access_token":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"},"padding":"` + strings.Repeat("x", 1<<20) + `"}`, token: rfToken},
+	{name: "invalid UTF-8 in token_type", body: "{\"data\":{\"access_token\":\"" + testAccessToken + "\",\"token_type\":\"Bear\xc3\x28er\",\"expires_in\":3600}}", token: testAccessToken},
+	{name: "invalid UTF-8 outside strings", body: "{\xff\"data\":{\"access_token\":\"" + testAccessToken + "\",\"token_type\":\"Bearer\",\"expires_in\":3600}}", token: testAccessToken},
+	{name: "body over 1 MiB", body: `{"data":{"access_token":"` + testAccessToken + `","expires_in":3600,"token_type":"Bearer"},"padding":"` + strings.Repeat("x", 1<<20) + `"}`, token: testAccessToken},
 }
 
 func TestFetchRejectsInvalidTokenResponsesWithoutRetry(t *testing.T) {
-	tests := rfMalformedAnswers
+	tests := malformedAnswers
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := rfForte(t)
+			srv := newForteServer(t)
 			// Only the first request gets the bad body; a retry would get a
 			// good token, so retrying shows up as success.
 			srv.FailNext(fortetest.Failure{Status: tt.status, Body: tt.body, ContentType: tt.contentType})
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
+			f, rec, _ := endpointFor(t, srv.TokenURL)
 
 			got, err := f.fetch(context.Background())
 			tok := got.tok
@@ -347,12 +347,12 @@ func TestFetchRejectsInvalidTokenResponsesWithoutRetry(t *testing.T) {
 				t.Fatalf("fetch succeeded (token of %d bytes), want an error", len(tok.AccessToken))
 			}
 			msg := err.Error()
-			rfAssertAbsent(t, "error", msg, rfSecret, tt.token)
+			assertAbsent(t, "error", msg, testSecret, tt.token)
 			if !errors.Is(err, ErrInvalidResponse) {
-				t.Errorf("error does not wrap ErrInvalidResponse: %s", rfHide(msg, tt.token))
+				t.Errorf("error does not wrap ErrInvalidResponse: %s", hide(msg, tt.token))
 			}
 			if !strings.HasPrefix(msg, "forteauth: ") {
-				t.Errorf("error %q does not start with \"forteauth: \"", rfHide(msg, tt.token))
+				t.Errorf("error %q does not start with \"forteauth: \"", hide(msg, tt.token))
 			}
 			if n := srv.Stats().TokenRequests; n != 1 {
 				t.Errorf("server saw %d token requests, want exactly 1 (no retry)", n)
@@ -367,11 +367,11 @@ func TestFetchRejectsInvalidTokenResponsesWithoutRetry(t *testing.T) {
 func TestFetchRejectsBodyOverOneMiB(t *testing.T) {
 	var written atomic.Int64
 	done := make(chan struct{})
-	stub := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
+	stub := newStub(t, func(w http.ResponseWriter, r *http.Request) {
 		defer close(done)
 		io.Copy(io.Discard, r.Body)
 		// A valid token answer, padded past 1 MiB.
-		body := `{"data":{"access_token":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"},"padding":"` +
+		body := `{"data":{"access_token":"` + testAccessToken + `","expires_in":3600,"token_type":"Bearer"},"padding":"` +
 			strings.Repeat("x", 1<<20) + `"}`
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
@@ -385,7 +385,7 @@ func TestFetchRejectsBodyOverOneMiB(t *testing.T) {
 			body = body[n:]
 		}
 	})
-	f, rec, _ := rfFetcher(t, stub.URL+fortetest.TokenPath)
+	f, rec, _ := endpointFor(t, stub.URL+fortetest.TokenPath)
 
 	_, err := f.fetch(context.Background())
 	select {
@@ -400,12 +400,12 @@ func TestFetchRejectsBodyOverOneMiB(t *testing.T) {
 		t.Fatal("fetch accepted a body over 1 MiB")
 	}
 	msg := err.Error()
-	rfAssertAbsent(t, "error", msg, rfSecret, rfToken)
+	assertAbsent(t, "error", msg, testSecret, testAccessToken)
 	if !errors.Is(err, ErrInvalidResponse) {
-		t.Errorf("error does not wrap ErrInvalidResponse: %s", rfHide(msg, rfToken))
+		t.Errorf("error does not wrap ErrInvalidResponse: %s", hide(msg, testAccessToken))
 	}
 	if !strings.Contains(msg, "1 MiB") {
-		t.Errorf("error %q does not say the body exceeds 1 MiB", rfHide(msg, rfToken))
+		t.Errorf("error %q does not say the body exceeds 1 MiB", hide(msg, testAccessToken))
 	}
 	if n := stub.requests.Load(); n != 1 || len(rec.recorded()) != 0 {
 		t.Errorf("server saw %d requests and fetch waited %v; want 1 request, no retry", n, rec.recorded())
@@ -414,37 +414,37 @@ func TestFetchRejectsBodyOverOneMiB(t *testing.T) {
 
 func TestFetchReportsForteErrorAsRetrieveError(t *testing.T) {
 	const body = `{"error":{"message":"invalid params","reason":"Unauthorized","status":401}}`
-	srv := rfForte(t)
+	srv := newForteServer(t)
 	srv.FailNext(fortetest.Failure{Status: http.StatusUnauthorized, Body: body})
-	f, rec, _ := rfFetcher(t, srv.TokenURL)
+	f, rec, _ := endpointFor(t, srv.TokenURL)
 
 	_, err := f.fetch(context.Background())
 	if err == nil {
 		t.Fatal("fetch succeeded after a 401")
 	}
 	msg := err.Error()
-	rfAssertAbsent(t, "error", msg, rfSecret)
+	assertAbsent(t, "error", msg, testSecret)
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
-		t.Fatalf("error does not unwrap to *oauth2.RetrieveError: %s", rfHide(msg))
+		t.Fatalf("error does not unwrap to *oauth2.RetrieveError: %s", hide(msg))
 	}
 	if re.Response == nil || re.Response.StatusCode != http.StatusUnauthorized {
 		t.Errorf("RetrieveError.Response = %v, want status 401", re.Response)
 	}
 	if string(re.Body) != body {
-		t.Errorf("RetrieveError.Body = %s, want %s", rfHide(string(re.Body)), body)
+		t.Errorf("RetrieveError.Body = %s, want %s", hide(string(re.Body)), body)
 	}
 	if re.ErrorCode != "Unauthorized" {
-		t.Errorf("ErrorCode = %q, want Unauthorized", rfHide(re.ErrorCode))
+		t.Errorf("ErrorCode = %q, want Unauthorized", hide(re.ErrorCode))
 	}
 	if re.ErrorDescription != "invalid params" {
-		t.Errorf("ErrorDescription = %q, want invalid params", rfHide(re.ErrorDescription))
+		t.Errorf("ErrorDescription = %q, want invalid params", hide(re.ErrorDescription))
 	}
 	if !strings.HasPrefix(msg, "forteauth: ") {
-		t.Errorf("error %q does not start with \"forteauth: \"", rfHide(msg))
+		t.Errorf("error %q does not start with \"forteauth: \"", hide(msg))
 	}
 	if !strings.Contains(msg, "check ClientID and ClientSecret") {
-		t.Errorf("error %q does not tell the user to check ClientID and ClientSecret", rfHide(msg))
+		t.Errorf("error %q does not tell the user to check ClientID and ClientSecret", hide(msg))
 	}
 	if n := srv.Stats().TokenRequests; n != 1 || len(rec.recorded()) != 0 {
 		t.Errorf("server saw %d token requests, waits %v; want 1 request and no retry", n, rec.recorded())
@@ -461,10 +461,10 @@ func TestFetchScrubsSecretEchoedInErrorBody(t *testing.T) {
 		secret string
 		body   func(request []byte, secret string) string
 	}{
-		{"request echoed as is", rfSecret, func(req []byte, _ string) string {
+		{"request echoed as is", testSecret, func(req []byte, _ string) string {
 			return "bad request: " + string(req)
 		}},
-		{"secret in Forte's error message", rfSecret, func(_ []byte, s string) string {
+		{"secret in Forte's error message", testSecret, func(_ []byte, s string) string {
 			return forteBody("client_secret " + s + " is wrong")
 		}},
 		{"request with HTML-escaped secret echoed as is", `s3cr3t<&>"XYZ`, func(req []byte, _ string) string {
@@ -477,27 +477,27 @@ func TestFetchScrubsSecretEchoedInErrorBody(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stub := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
+			stub := newStub(t, func(w http.ResponseWriter, r *http.Request) {
 				req, _ := io.ReadAll(r.Body)
-				rfRespond(http.StatusUnauthorized, "application/json", tt.body(req, tt.secret))(w, r)
+				respond(http.StatusUnauthorized, "application/json", tt.body(req, tt.secret))(w, r)
 			})
-			cfg := rfConfig(stub.URL + fortetest.TokenPath)
+			cfg := configFor(stub.URL + fortetest.TokenPath)
 			cfg.ClientSecret = tt.secret
-			f, _ := testFetcher(t, cfg)
+			f, _ := testEndpoint(t, cfg)
 
 			_, err := f.fetch(context.Background())
 			if err == nil {
 				t.Fatal("fetch succeeded after a 401")
 			}
-			rfAssertAbsent(t, "error string", err.Error(), tt.secret)
+			assertAbsent(t, "error string", err.Error(), tt.secret)
 			var re *oauth2.RetrieveError
 			if !errors.As(err, &re) {
-				t.Fatalf("error does not unwrap to *oauth2.RetrieveError: %s", rfHide(err.Error(), tt.secret))
+				t.Fatalf("error does not unwrap to *oauth2.RetrieveError: %s", hide(err.Error(), tt.secret))
 			}
-			rfAssertAbsent(t, "RetrieveError.Body", string(re.Body), tt.secret)
-			rfAssertAbsent(t, "RetrieveError.ErrorCode", re.ErrorCode, tt.secret)
-			rfAssertAbsent(t, "RetrieveError.ErrorDescription", re.ErrorDescription, tt.secret)
-			rfAssertAbsent(t, "RetrieveError.Error()", re.Error(), tt.secret)
+			assertAbsent(t, "RetrieveError.Body", string(re.Body), tt.secret)
+			assertAbsent(t, "RetrieveError.ErrorCode", re.ErrorCode, tt.secret)
+			assertAbsent(t, "RetrieveError.ErrorDescription", re.ErrorDescription, tt.secret)
+			assertAbsent(t, "RetrieveError.Error()", re.Error(), tt.secret)
 		})
 	}
 }
@@ -509,9 +509,9 @@ func TestFetchDoesNotRetryClientErrors(t *testing.T) {
 		http.StatusNotImplemented, http.StatusHTTPVersionNotSupported,
 	} {
 		t.Run(http.StatusText(status), func(t *testing.T) {
-			srv := rfForte(t)
+			srv := newForteServer(t)
 			srv.FailNext(fortetest.Failure{Status: status})
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
+			f, rec, _ := endpointFor(t, srv.TokenURL)
 
 			_, err := f.fetch(context.Background())
 			if err == nil {
@@ -519,7 +519,7 @@ func TestFetchDoesNotRetryClientErrors(t *testing.T) {
 			}
 			var re *oauth2.RetrieveError
 			if !errors.As(err, &re) || re.Response.StatusCode != status {
-				t.Errorf("error %s does not unwrap to a RetrieveError with status %d", rfHide(err.Error()), status)
+				t.Errorf("error %s does not unwrap to a RetrieveError with status %d", hide(err.Error()), status)
 			}
 			if n := srv.Stats().TokenRequests; n != 1 {
 				t.Errorf("server saw %d token requests, want exactly 1", n)
@@ -532,8 +532,8 @@ func TestFetchDoesNotRetryClientErrors(t *testing.T) {
 }
 
 func TestFetchDoesNotFollowRedirects(t *testing.T) {
-	other := rfNewStub(t, rfRespond(http.StatusCreated, "application/json", rfTokenBody(rfToken, "Bearer", 3600)))
-	redirector := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
+	other := newStub(t, respond(http.StatusCreated, "application/json", tokenBody(testAccessToken, "Bearer", 3600)))
+	redirector := newStub(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, other.URL+fortetest.TokenPath, http.StatusFound)
 	})
 
@@ -552,14 +552,14 @@ func TestFetchDoesNotFollowRedirects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			other.requests.Store(0)
 			redirector.requests.Store(0)
-			cfg := rfConfig(redirector.URL + fortetest.TokenPath)
+			cfg := configFor(redirector.URL + fortetest.TokenPath)
 			cfg.HTTPClient = tc.client
 
 			tok, err := cfg.Token(context.Background())
 			if err == nil {
 				t.Fatalf("Token succeeded (token of %d bytes) by following a redirect", len(tok.AccessToken))
 			}
-			rfAssertAbsent(t, "error", err.Error(), rfSecret)
+			assertAbsent(t, "error", err.Error(), testSecret)
 			if n := other.requests.Load(); n != 0 {
 				t.Errorf("redirect target got %d requests, want 0: the secret went to another host", n)
 			}
@@ -568,7 +568,7 @@ func TestFetchDoesNotFollowRedirects(t *testing.T) {
 			}
 			var re *oauth2.RetrieveError
 			if !errors.As(err, &re) || re.Response.StatusCode != http.StatusFound {
-				t.Errorf("error %s does not unwrap to a RetrieveError with status 302", rfHide(err.Error()))
+				t.Errorf("error %s does not unwrap to a RetrieveError with status 302", hide(err.Error()))
 			}
 		})
 	}
@@ -586,15 +586,15 @@ func TestFetchRetriesServerErrorsThenSucceeds(t *testing.T) {
 		http.StatusGatewayTimeout, http.StatusTooManyRequests, http.StatusRequestTimeout,
 	} {
 		t.Run(http.StatusText(status), func(t *testing.T) {
-			srv := rfForte(t)
+			srv := newForteServer(t)
 			const failures = 2
 			srv.FailNext(fortetest.Failure{Status: status}, fortetest.Failure{Status: status})
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
+			f, rec, _ := endpointFor(t, srv.TokenURL)
 
 			got, err := f.fetch(context.Background())
 			tok := got.tok
 			if err != nil {
-				t.Fatalf("fetch: %s", rfHide(err.Error()))
+				t.Fatalf("fetch: %s", hide(err.Error()))
 			}
 			if tok.AccessToken == "" {
 				t.Error("token is empty")
@@ -612,8 +612,8 @@ func TestFetchRetriesServerErrorsThenSucceeds(t *testing.T) {
 func TestFetchGivesUpAfterRetryAttempts(t *testing.T) {
 	for _, status := range []int{http.StatusInternalServerError, http.StatusServiceUnavailable, http.StatusTooManyRequests} {
 		t.Run(http.StatusText(status), func(t *testing.T) {
-			srv := rfForte(t)
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
+			srv := newForteServer(t)
+			f, rec, _ := endpointFor(t, srv.TokenURL)
 			attempts := f.retry.attempts
 			for i := 1; i <= attempts; i++ {
 				srv.FailNext(fortetest.Failure{Status: status,
@@ -627,7 +627,7 @@ func TestFetchGivesUpAfterRetryAttempts(t *testing.T) {
 			}
 			var re *oauth2.RetrieveError
 			if !errors.As(err, &re) {
-				t.Fatalf("error does not unwrap to a RetrieveError: %s", rfHide(err.Error()))
+				t.Fatalf("error does not unwrap to a RetrieveError: %s", hide(err.Error()))
 			}
 			if want := "failure " + strconv.Itoa(attempts); re.ErrorDescription != want || re.Response.StatusCode != status {
 				t.Errorf("got the error of %q (HTTP %d), want the last one, %q (HTTP %d)",
@@ -653,10 +653,10 @@ func TestFetchBackoffWaitsDoubleWithinBounds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := rfForte(t)
+			srv := newForteServer(t)
 			srv.SetFailureRate(1, fortetest.Failure{Status: http.StatusServiceUnavailable})
 			for range 5 { // jitter differs each time
-				f, rec, _ := rfFetcher(t, srv.TokenURL)
+				f, rec, _ := endpointFor(t, srv.TokenURL)
 				tt.policy(&f.retry)
 				if _, err := f.fetch(context.Background()); err == nil {
 					t.Fatal("fetch succeeded against a server that always fails")
@@ -681,12 +681,12 @@ func TestFetchBackoffWaitsDoubleWithinBounds(t *testing.T) {
 func TestFetchHonoursRetryAfterSeconds(t *testing.T) {
 	for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
 		t.Run(http.StatusText(status), func(t *testing.T) {
-			srv := rfForte(t)
+			srv := newForteServer(t)
 			srv.FailNext(fortetest.Failure{Status: status, RetryAfter: "2"})
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
+			f, rec, _ := endpointFor(t, srv.TokenURL)
 
 			if _, err := f.fetch(context.Background()); err != nil {
-				t.Fatalf("fetch: %s", rfHide(err.Error()))
+				t.Fatalf("fetch: %s", hide(err.Error()))
 			}
 			waits := rec.recorded()
 			if len(waits) != 1 || waits[0] < 2*time.Second {
@@ -700,13 +700,13 @@ func TestFetchHonoursRetryAfterSeconds(t *testing.T) {
 }
 
 func TestFetchHonoursRetryAfterDate(t *testing.T) {
-	srv := rfForte(t)
-	f, rec, clock := rfFetcher(t, srv.TokenURL)
+	srv := newForteServer(t)
+	f, rec, clock := endpointFor(t, srv.TokenURL)
 	srv.FailNext(fortetest.Failure{Status: http.StatusServiceUnavailable,
 		RetryAfter: clock.Now().Add(3 * time.Second).Format(http.TimeFormat)})
 
 	if _, err := f.fetch(context.Background()); err != nil {
-		t.Fatalf("fetch: %s", rfHide(err.Error()))
+		t.Fatalf("fetch: %s", hide(err.Error()))
 	}
 	waits := rec.recorded()
 	if len(waits) != 1 || waits[0] < 2500*time.Millisecond || waits[0] > 3500*time.Millisecond {
@@ -715,7 +715,7 @@ func TestFetchHonoursRetryAfterDate(t *testing.T) {
 }
 
 func TestFetchDoesNotRetryWhenRetryAfterExceedsBudget(t *testing.T) {
-	srv := rfForte(t)
+	srv := newForteServer(t)
 	clock := newFakeClock()
 	tests := []struct{ name, retryAfter string }{
 		{"seconds", "3600"},
@@ -725,7 +725,7 @@ func TestFetchDoesNotRetryWhenRetryAfterExceedsBudget(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := srv.Stats().TokenRequests
 			srv.FailNext(fortetest.Failure{Status: http.StatusServiceUnavailable, RetryAfter: tt.retryAfter})
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
+			f, rec, _ := endpointFor(t, srv.TokenURL)
 			f.clock.now = clock.Now
 			logger, logs := newTestLogger()
 			f.log = logger
@@ -738,7 +738,7 @@ func TestFetchDoesNotRetryWhenRetryAfterExceedsBudget(t *testing.T) {
 			}
 			var re *oauth2.RetrieveError
 			if !errors.As(err, &re) || re.Response.StatusCode != http.StatusServiceUnavailable {
-				t.Errorf("error %s does not unwrap to the 503", rfHide(err.Error()))
+				t.Errorf("error %s does not unwrap to the 503", hide(err.Error()))
 			}
 			if n := srv.Stats().TokenRequests - before; n != 1 {
 				t.Errorf("server saw %d token requests, want 1", n)
@@ -749,7 +749,7 @@ func TestFetchDoesNotRetryWhenRetryAfterExceedsBudget(t *testing.T) {
 			if elapsed > 1500*time.Millisecond {
 				t.Errorf("fetch took %v, want it to return at once", elapsed)
 			}
-			rfAssertAbsent(t, "log", logs.String(), rfSecret)
+			assertAbsent(t, "log", logs.String(), testSecret)
 		})
 	}
 }
@@ -759,22 +759,22 @@ func TestFetchRetriesConnectionClosedMidAnswer(t *testing.T) {
 		name string
 		fail fortetest.Failure
 	}{
-		{"closed mid-body", fortetest.Failure{Hangup: true, Body: rfTokenBody(rfToken, "Bearer", 3600)}},
+		{"closed mid-body", fortetest.Failure{Hangup: true, Body: tokenBody(testAccessToken, "Bearer", 3600)}},
 		{"closed mid-body of a 503", fortetest.Failure{Status: http.StatusServiceUnavailable, Hangup: true, Body: `{"error":{"message":"down","reason":"Service Unavailable","status":503}}`}},
 		{"closed before answering", fortetest.Failure{Hangup: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := rfForte(t)
+			srv := newForteServer(t)
 			srv.FailNext(tt.fail)
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
+			f, rec, _ := endpointFor(t, srv.TokenURL)
 
 			got, err := f.fetch(context.Background())
 			tok := got.tok
 			if err != nil {
-				t.Fatalf("fetch: %s", rfHide(err.Error()))
+				t.Fatalf("fetch: %s", hide(err.Error()))
 			}
-			if tok.AccessToken == rfToken {
+			if tok.AccessToken == testAccessToken {
 				t.Error("fetch returned the token from the truncated answer")
 			}
 			if n := srv.Stats().TokenRequests; n != 2 {
@@ -795,18 +795,18 @@ func TestFetchRetriesConnectionRefused(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 
-	counter := &rfCountingTransport{}
-	cfg := rfConfig("http://" + addr + fortetest.TokenPath)
+	counter := &countingTransport{}
+	cfg := configFor("http://" + addr + fortetest.TokenPath)
 	cfg.HTTPClient = &http.Client{Transport: counter}
-	f, rec := testFetcher(t, cfg)
+	f, rec := testEndpoint(t, cfg)
 
 	_, err = f.fetch(context.Background())
 	if err == nil {
 		t.Fatal("fetch succeeded against a closed port")
 	}
-	rfAssertAbsent(t, "error", err.Error(), rfSecret)
+	assertAbsent(t, "error", err.Error(), testSecret)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Errorf("error %s is not a refused connection", rfHide(err.Error()))
+		t.Errorf("error %s is not a refused connection", hide(err.Error()))
 	}
 	if n := counter.n.Load(); int(n) != f.retry.attempts {
 		t.Errorf("sent %d requests, want retry.attempts = %d", n, f.retry.attempts)
@@ -819,17 +819,17 @@ func TestFetchRetriesConnectionRefused(t *testing.T) {
 func TestFetchDoesNotRetryUntrustedCertificate(t *testing.T) {
 	srv := fortetest.NewTLSServer()
 	t.Cleanup(srv.Close)
-	cfg := rfConfig(srv.TokenURL)
+	cfg := configFor(srv.TokenURL)
 	cfg.HTTPClient = &http.Client{Transport: &http.Transport{}} // does not trust srv's certificate
-	f, rec := testFetcher(t, cfg)
+	f, rec := testEndpoint(t, cfg)
 
 	_, err := f.fetch(context.Background())
 	if err == nil {
 		t.Fatal("fetch succeeded over an untrusted certificate")
 	}
-	rfAssertAbsent(t, "error", err.Error(), rfSecret)
+	assertAbsent(t, "error", err.Error(), testSecret)
 	if !errors.As(err, new(*tls.CertificateVerificationError)) {
-		t.Errorf("error %s is not a certificate verification error", rfHide(err.Error()))
+		t.Errorf("error %s is not a certificate verification error", hide(err.Error()))
 	}
 	if w := rec.recorded(); len(w) != 0 {
 		t.Errorf("fetch waited %v, want no retry", w)
@@ -914,8 +914,8 @@ func TestRetryableStatusClassifiesStatuses(t *testing.T) {
 }
 
 func TestFetchPerAttemptTimeoutStopsHungRequest(t *testing.T) {
-	stub := rfSlowStub(t, math.MaxInt32, 2*time.Second)
-	f, _, _ := rfFetcher(t, stub.URL+fortetest.TokenPath)
+	stub := newSlowStub(t, math.MaxInt32, 2*time.Second)
+	f, _, _ := endpointFor(t, stub.URL+fortetest.TokenPath)
 	f.retry.perAttempt = 50 * time.Millisecond
 
 	start := time.Now()
@@ -925,7 +925,7 @@ func TestFetchPerAttemptTimeoutStopsHungRequest(t *testing.T) {
 		t.Fatal("fetch succeeded though every answer takes longer than the per-attempt timeout")
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("error %s is not a timeout", rfHide(err.Error()))
+		t.Errorf("error %s is not a timeout", hide(err.Error()))
 	}
 	if elapsed >= 1500*time.Millisecond {
 		t.Errorf("fetch took %v; the per-attempt timeout should end it well before the server's 2s latency", elapsed)
@@ -935,17 +935,17 @@ func TestFetchPerAttemptTimeoutStopsHungRequest(t *testing.T) {
 // An attempt cut off by the per-attempt timeout is a network failure like
 // any other: with most of the fetch budget left, fetch should try again.
 func TestFetchRetriesAttemptThatTimedOut(t *testing.T) {
-	stub := rfSlowStub(t, 1, 10*time.Second) // the first request hangs; the next is answered at once
-	f, rec, _ := rfFetcher(t, stub.URL+fortetest.TokenPath)
+	stub := newSlowStub(t, 1, 10*time.Second) // the first request hangs; the next is answered at once
+	f, rec, _ := endpointFor(t, stub.URL+fortetest.TokenPath)
 	f.retry.perAttempt = 500 * time.Millisecond
 
 	got, err := f.fetch(context.Background())
 	tok := got.tok
 	if err != nil {
 		t.Fatalf("fetch gave up after one timed-out attempt (server saw %d requests, waits %v) with %d of %d attempts and most of its %v budget left: %s",
-			stub.requests.Load(), rec.recorded(), f.retry.attempts-1, f.retry.attempts, f.retry.budget, rfHide(err.Error()))
+			stub.requests.Load(), rec.recorded(), f.retry.attempts-1, f.retry.attempts, f.retry.budget, hide(err.Error()))
 	}
-	if tok.AccessToken != rfToken {
+	if tok.AccessToken != testAccessToken {
 		t.Error("fetch did not return the token of the second answer")
 	}
 	if n := stub.requests.Load(); n != 2 {
@@ -954,8 +954,8 @@ func TestFetchRetriesAttemptThatTimedOut(t *testing.T) {
 }
 
 func TestFetchBudgetBoundsWholeFetch(t *testing.T) {
-	stub := rfSlowStub(t, math.MaxInt32, 2*time.Second)
-	f, rec, _ := rfFetcher(t, stub.URL+fortetest.TokenPath)
+	stub := newSlowStub(t, math.MaxInt32, 2*time.Second)
+	f, rec, _ := endpointFor(t, stub.URL+fortetest.TokenPath)
 	f.retry.budget = 100 * time.Millisecond
 
 	start := time.Now()
@@ -965,7 +965,7 @@ func TestFetchBudgetBoundsWholeFetch(t *testing.T) {
 		t.Fatal("fetch succeeded though the server answers after the budget")
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("error %s is not a timeout", rfHide(err.Error()))
+		t.Errorf("error %s is not a timeout", hide(err.Error()))
 	}
 	if elapsed >= 1500*time.Millisecond {
 		t.Errorf("fetch took %v; the budget should end it well before the server's 2s latency", elapsed)
@@ -980,7 +980,7 @@ func TestConfigTokenStopsWhenCallerCancels(t *testing.T) {
 		started := make(chan struct{})
 		var once sync.Once
 		testDone := make(chan struct{})
-		stub := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
+		stub := newStub(t, func(w http.ResponseWriter, r *http.Request) {
 			once.Do(func() { close(started) })
 			select { // hang until the client goes away
 			case <-r.Context().Done():
@@ -996,13 +996,13 @@ func TestConfigTokenStopsWhenCallerCancels(t *testing.T) {
 		}()
 
 		start := time.Now()
-		tok, err := rfConfig(stub.URL + fortetest.TokenPath).Token(ctx)
+		tok, err := configFor(stub.URL + fortetest.TokenPath).Token(ctx)
 		elapsed := time.Since(start)
 		if err == nil {
 			t.Fatalf("Token succeeded (token of %d bytes) after the caller cancelled", len(tok.AccessToken))
 		}
 		if !errors.Is(err, context.Canceled) {
-			t.Errorf("errors.Is(err, context.Canceled) is false for %s", rfHide(err.Error()))
+			t.Errorf("errors.Is(err, context.Canceled) is false for %s", hide(err.Error()))
 		}
 		if elapsed > 5*time.Second {
 			t.Errorf("Token took %v to notice the cancellation", elapsed)
@@ -1012,14 +1012,14 @@ func TestConfigTokenStopsWhenCallerCancels(t *testing.T) {
 		}
 	})
 	t.Run("before the call", func(t *testing.T) {
-		srv := rfForte(t)
+		srv := newForteServer(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		_, err := rfConfig(srv.TokenURL).Token(ctx)
+		_, err := configFor(srv.TokenURL).Token(ctx)
 		if !errors.Is(err, context.Canceled) {
 			msg := "<nil>"
 			if err != nil {
-				msg = rfHide(err.Error())
+				msg = hide(err.Error())
 			}
 			t.Errorf("errors.Is(err, context.Canceled) is false for %s", msg)
 		}
@@ -1030,12 +1030,12 @@ func TestConfigTokenStopsWhenCallerCancels(t *testing.T) {
 }
 
 func TestConfigTokenAgainstFakeServer(t *testing.T) {
-	srv := rfForte(t)
+	srv := newForteServer(t)
 	before := time.Now()
-	tok, err := rfConfig(srv.TokenURL).Token(context.Background())
+	tok, err := configFor(srv.TokenURL).Token(context.Background())
 	after := time.Now()
 	if err != nil {
-		t.Fatalf("Token: %s", rfHide(err.Error()))
+		t.Fatalf("Token: %s", hide(err.Error()))
 	}
 	if tok.TokenType != "Bearer" || tok.ExpiresIn != 3600 || !tok.Valid() {
 		t.Errorf("token type %q, expires_in %d, valid %v; want a valid Bearer token for 3600s", tok.TokenType, tok.ExpiresIn, tok.Valid())
@@ -1060,12 +1060,12 @@ func TestConfigTokenAgainstFakeServer(t *testing.T) {
 }
 
 func TestConfigTokenUsesContextHTTPClient(t *testing.T) {
-	srv := rfForte(t)
-	ctxTransport := &rfCountingTransport{}
+	srv := newForteServer(t)
+	ctxTransport := &countingTransport{}
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: ctxTransport})
 
-	if _, err := rfConfig(srv.TokenURL).Token(ctx); err != nil {
-		t.Fatalf("Token: %s", rfHide(err.Error()))
+	if _, err := configFor(srv.TokenURL).Token(ctx); err != nil {
+		t.Fatalf("Token: %s", hide(err.Error()))
 	}
 	if n := ctxTransport.n.Load(); n != 1 {
 		t.Errorf("the context's client sent %d requests, want 1", n)
@@ -1073,14 +1073,14 @@ func TestConfigTokenUsesContextHTTPClient(t *testing.T) {
 }
 
 func TestConfigTokenPrefersConfigHTTPClientOverContext(t *testing.T) {
-	srv := rfForte(t)
-	ctxTransport, cfgTransport := &rfCountingTransport{}, &rfCountingTransport{}
+	srv := newForteServer(t)
+	ctxTransport, cfgTransport := &countingTransport{}, &countingTransport{}
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: ctxTransport})
-	cfg := rfConfig(srv.TokenURL)
+	cfg := configFor(srv.TokenURL)
 	cfg.HTTPClient = &http.Client{Transport: cfgTransport}
 
 	if _, err := cfg.Token(ctx); err != nil {
-		t.Fatalf("Token: %s", rfHide(err.Error()))
+		t.Fatalf("Token: %s", hide(err.Error()))
 	}
 	if n := cfgTransport.n.Load(); n != 1 {
 		t.Errorf("Config.HTTPClient sent %d requests, want 1", n)
@@ -1106,7 +1106,7 @@ func TestStatusErrorSaysWhatToDo(t *testing.T) {
 		{501, "", "does not support this request", "overloaded"},
 	}
 	clk := systemClock()
-	f := &endpoint{clientSecret: "s3cr3t-value-XYZ", red: newRedactor(rfClientID, "s3cr3t-value-XYZ"), clock: &clk}
+	f := &endpoint{clientSecret: "s3cr3t-value-XYZ", red: newRedactor(testClientID, "s3cr3t-value-XYZ"), clock: &clk}
 	for _, c := range cases {
 		resp := &http.Response{StatusCode: c.status, Status: fmt.Sprintf("%d %s", c.status, http.StatusText(c.status)), Header: http.Header{}}
 		if c.location != "" {
@@ -1120,14 +1120,14 @@ func TestStatusErrorSaysWhatToDo(t *testing.T) {
 }
 
 func TestTokenCarriesTheDataFieldsAsExtra(t *testing.T) {
-	body := `{"data":{"access_token":"` + rfToken + `","token_type":"Bearer","expires_in":3600,` +
+	body := `{"data":{"access_token":"` + testAccessToken + `","token_type":"Bearer","expires_in":3600,` +
 		`"scope":"payments:write","limits":{"per_minute":600}}}`
-	stub := rfNewStub(t, rfRespond(http.StatusCreated, "application/json", body))
-	cfg := rfConfig(stub.URL + fortetest.TokenPath)
+	stub := newStub(t, respond(http.StatusCreated, "application/json", body))
+	cfg := configFor(stub.URL + fortetest.TokenPath)
 
 	direct, err := cfg.Token(context.Background())
 	if err != nil {
-		t.Fatalf("Config.Token: %s", rfHide(err.Error(), rfToken))
+		t.Fatalf("Config.Token: %s", hide(err.Error(), testAccessToken))
 	}
 	ts := cfg.TokenSource(context.Background())
 	cached := mustToken(t, ts)
@@ -1155,7 +1155,7 @@ func TestTokenCarriesTheDataFieldsAsExtra(t *testing.T) {
 
 func TestExtraNeverHoldsTheSecret(t *testing.T) {
 	var secret string
-	stub := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
+	stub := newStub(t, func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			ClientSecret string `json:"client_secret"`
 		}
@@ -1165,16 +1165,16 @@ func TestExtraNeverHoldsTheSecret(t *testing.T) {
 		echo, _ := json.Marshal(map[string]any{"client_secret": req.ClientSecret, "nested": []any{"x " + req.ClientSecret}})
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
-		fmt.Fprintf(w, `{"data":{"access_token":%q,"token_type":"Bearer","expires_in":3600,"echo":%s,%q:1}}`, rfToken, echo, req.ClientSecret)
+		fmt.Fprintf(w, `{"data":{"access_token":%q,"token_type":"Bearer","expires_in":3600,"echo":%s,%q:1}}`, testAccessToken, echo, req.ClientSecret)
 	})
-	cfg := rfConfig(stub.URL + fortetest.TokenPath)
+	cfg := configFor(stub.URL + fortetest.TokenPath)
 	secret = `s3cr"et<&>/` + cfg.ClientSecret
 	cfg.ClientSecret = secret
 	tok, err := cfg.TokenSource(context.Background()).Token()
 	if err != nil {
-		t.Fatalf("Token: %s", rfHide(err.Error(), secret, rfToken))
+		t.Fatalf("Token: %s", hide(err.Error(), secret, testAccessToken))
 	}
-	if tok.Extra("access_token") != rfToken {
+	if tok.Extra("access_token") != testAccessToken {
 		t.Error("redaction changed the other fields")
 	}
 	dump := fmt.Sprintf("%v %v %v", tok.Extra("echo"), tok.Extra(secret), tok.Extra(redacted))

@@ -36,7 +36,7 @@ var accessTokenInBody = regexp.MustCompile(`"access_token"\s*:\s*"([^"\\]*)"`)
 func numberLike(s string) bool { return strings.Trim(s, "0123456789+-.eE") == "" }
 
 func FuzzParseToken(f *testing.F) {
-	f.Add([]byte(rfTokenBody(rfToken, "Bearer", 3600)))
+	f.Add([]byte(tokenBody(testAccessToken, "Bearer", 3600)))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		tok, err := parseToken(body, newRedactor("fuzz-client", "fuzz-secret"))
 		if err == nil {

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/forteauth/forteauth/fortetest"
 )
 
 // fakeClock is an injectable clock that moves only when told to.
@@ -55,14 +58,85 @@ func (r *sleepRecorder) recorded() []time.Duration {
 	return append([]time.Duration(nil), r.waits...)
 }
 
-// testSource returns cfg.TokenSource with a fake clock and instant retry waits.
-func testSource(t *testing.T, cfg *Config) (*TokenSource, *fakeClock, *sleepRecorder) {
+// testSource is a TokenSource under test, with what a test drives it by.
+type testSource struct {
+	ts     *TokenSource
+	clock  *fakeClock        // the source's clock, which moves only when told to
+	sleeps *sleepRecorder    // the source's retry waits: they return at once, advancing clock
+	srv    *fortetest.Server // the endpoint, unless withTokenURL named another
+}
+
+// sourceOption adjusts how newTestSource builds its source.
+type sourceOption func(*sourceSettings)
+
+type sourceSettings struct {
+	srv      *fortetest.Server
+	tokenURL string
+	clock    *fakeClock
+	mods     []func(*Config)
+}
+
+// withServer makes the source fetch from srv with srv's credentials.
+func withServer(srv *fortetest.Server) sourceOption {
+	return func(s *sourceSettings) { s.srv = srv }
+}
+
+// withTokenURL makes the source fetch from u with the test credentials
+// (testClientID and testSecret): configFor(u).
+func withTokenURL(u string) sourceOption {
+	return func(s *sourceSettings) { s.tokenURL = u }
+}
+
+// withConfig has mod adjust the Config before the source is made from it.
+func withConfig(mod func(*Config)) sourceOption {
+	return func(s *sourceSettings) { s.mods = append(s.mods, mod) }
+}
+
+// withStore sets Config.Store.
+func withStore(store Store) sourceOption {
+	return withConfig(func(c *Config) { c.Store = store })
+}
+
+// withHTTPClient sets Config.HTTPClient.
+func withHTTPClient(hc *http.Client) sourceOption {
+	return withConfig(func(c *Config) { c.HTTPClient = hc })
+}
+
+// withClock puts the source on clock, which other sources may share, as
+// the processes of one machine share its clock.
+func withClock(clock *fakeClock) sourceOption {
+	return func(s *sourceSettings) { s.clock = clock }
+}
+
+// newTestSource returns a TokenSource on a fake clock with instant retry
+// waits. Without withServer or withTokenURL, it starts a fortetest server
+// of its own, closed at the end of t.
+func newTestSource(t *testing.T, opts ...sourceOption) *testSource {
 	t.Helper()
-	clock := newFakeClock()
-	rec := &sleepRecorder{clock: clock}
+	var set sourceSettings
+	for _, opt := range opts {
+		opt(&set)
+	}
+	var cfg *Config
+	if set.tokenURL != "" {
+		cfg = configFor(set.tokenURL)
+	} else {
+		if set.srv == nil {
+			set.srv = fortetest.NewServer()
+			t.Cleanup(set.srv.Close)
+		}
+		cfg = &Config{ClientID: set.srv.ClientID, ClientSecret: set.srv.ClientSecret, TokenURL: set.srv.TokenURL}
+	}
+	for _, mod := range set.mods {
+		mod(cfg)
+	}
+	if set.clock == nil {
+		set.clock = newFakeClock()
+	}
+	rec := &sleepRecorder{clock: set.clock}
 	ts := cfg.TokenSource(context.Background())
-	ts.clock = testClock(clock, rec)
-	return ts, clock, rec
+	ts.clock = testClock(set.clock, rec)
+	return &testSource{ts: ts, clock: set.clock, sleeps: rec, srv: set.srv}
 }
 
 // testClock is the clock a test gives a source: the fake clock, if any
@@ -76,8 +150,8 @@ func testClock(fake *fakeClock, rec *sleepRecorder) clock {
 	return c
 }
 
-// testFetcher returns the endpoint cfg.Token would use, with instant retry waits.
-func testFetcher(t *testing.T, cfg *Config) (*endpoint, *sleepRecorder) {
+// testEndpoint returns the endpoint cfg.Token would use, with instant retry waits.
+func testEndpoint(t *testing.T, cfg *Config) (*endpoint, *sleepRecorder) {
 	t.Helper()
 	if err := cfg.validate(); err != nil {
 		t.Fatalf("validate: %v", err)

@@ -116,16 +116,13 @@ func fleet(t *testing.T, srv *fortetest.Server, n int, mod func(*Config)) ([]*To
 	t.Helper()
 	clock := newFakeClock()
 	store := newMemStore(clock.Now)
+	opts := []sourceOption{withServer(srv), withStore(store), withClock(clock)}
+	if mod != nil {
+		opts = append(opts, withConfig(mod))
+	}
 	var sources []*TokenSource
 	for range n {
-		ts, _, _ := sourceFor(t, srv, func(c *Config) {
-			c.Store = store
-			if mod != nil {
-				mod(c)
-			}
-		})
-		ts.clock.now = clock.Now
-		sources = append(sources, ts)
+		sources = append(sources, newTestSource(t, opts...).ts)
 	}
 	return sources, store, clock
 }

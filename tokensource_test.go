@@ -15,17 +15,6 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// sourceFor returns a TokenSource for srv with a fake clock; mod, if not
-// nil, adjusts the Config first.
-func sourceFor(t *testing.T, srv *fortetest.Server, mod func(*Config)) (*TokenSource, *fakeClock, *sleepRecorder) {
-	t.Helper()
-	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
-	if mod != nil {
-		mod(cfg)
-	}
-	return testSource(t, cfg)
-}
-
 // within runs f and fails the test if it does not return in 10 s: how a
 // test shows that a call does not wait on something held.
 func within(t *testing.T, what string, f func()) {
@@ -56,7 +45,8 @@ func tokenRequests(srv *fortetest.Server) int { return srv.Stats().TokenRequests
 func TestFreshTokenIsServedFromCache(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, clock, _ := sourceFor(t, srv, nil)
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
 
 	first := mustToken(t, ts)
 	for range 100 {
@@ -77,7 +67,7 @@ func TestFreshTokenIsServedFromCache(t *testing.T) {
 func TestReturnedTokensAreCopies(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 
 	a := mustToken(t, ts)
 	want := a.AccessToken
@@ -94,7 +84,7 @@ func TestReturnedTokensAreCopies(t *testing.T) {
 func TestConcurrentCallersShareOneFetch(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 
 	release := srv.Hold()
 	const callers = 1000
@@ -133,7 +123,7 @@ func TestConcurrentCallersShareOneFetch(t *testing.T) {
 func TestCallerWhoseContextEndsStopsWaitingOthersGetTheToken(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 
 	release := srv.Hold()
 	defer release()
@@ -189,7 +179,7 @@ func TestCallerWithEndedContextStartsNoFetch(t *testing.T) {
 	defer srv.Close()
 	release := srv.Hold() // a fetch, if started, stays in flight where it can be seen
 	defer release()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := ts.TokenContext(ctx); !errors.Is(err, context.Canceled) {
@@ -205,7 +195,8 @@ func TestCallerWithEndedContextStartsNoFetch(t *testing.T) {
 func TestFetchStartedAfterAnotherFilledTheCacheDoesNotRun(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, clock, _ := sourceFor(t, srv, nil)
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
 	first := mustToken(t, ts)
 
 	e, _, err := ts.wait(context.Background(), nil) // saw nil before the first fetch stored its token
@@ -245,7 +236,8 @@ func TestRefreshWindowServesCachedTokenAndRefreshesOnceInBackground(t *testing.T
 	leaktest.Quiesce(t)
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, clock, _ := sourceFor(t, srv, nil) // 1 h tokens, 5 min window, 30 s margin
+	src := newTestSource(t, withServer(srv)) // 1 h tokens, 5 min window, 30 s margin
+	ts, clock := src.ts, src.clock
 	first := mustToken(t, ts)
 
 	clock.Advance(time.Hour - 5*time.Minute - time.Second)
@@ -309,7 +301,8 @@ func TestShortLivedTokensAreNotRefreshedOnEveryCall(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
 	srv.SetLifetime(4 * time.Second) // far shorter than the default 5 min window
-	ts, clock, _ := sourceFor(t, srv, nil)
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
 	mustToken(t, ts)
 
 	e := ts.cache.Load()
@@ -328,7 +321,8 @@ func TestShortLivedTokensAreNotRefreshedOnEveryCall(t *testing.T) {
 func TestStaleTokenMakesCallersWaitForANewOne(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, clock, _ := sourceFor(t, srv, nil)
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
 	first := mustToken(t, ts)
 
 	release := srv.Hold()
@@ -360,7 +354,8 @@ func TestFailedBackgroundRefreshKeepsTokenAndBacksOff(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
 	logger, logs := newTestLogger()
-	ts, clock, _ := sourceFor(t, srv, func(c *Config) { c.Logger = logger })
+	src := newTestSource(t, withServer(srv), withConfig(func(c *Config) { c.Logger = logger }))
+	ts, clock := src.ts, src.clock
 	first := mustToken(t, ts)
 
 	srv.FailNext(fortetest.Failure{Status: http.StatusForbidden}) // not retried: one request per refresh
@@ -404,7 +399,8 @@ func TestFailedFetchCoolsDownInsteadOfFlooding(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
 	logger, logs := newTestLogger()
-	ts, clock, _ := sourceFor(t, srv, func(c *Config) { c.ClientSecret = "wrong-secret-0123"; c.Logger = logger })
+	src := newTestSource(t, withServer(srv), withConfig(func(c *Config) { c.ClientSecret = "wrong-secret-0123"; c.Logger = logger }))
+	ts, clock := src.ts, src.clock
 
 	_, err := ts.Token()
 	var re *oauth2.RetrieveError
@@ -455,7 +451,8 @@ func TestFailedFetchCoolsDownInsteadOfFlooding(t *testing.T) {
 func TestRetryAfterLengthensCoolDownAndBackoff(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, clock, rec := sourceFor(t, srv, nil)
+	src := newTestSource(t, withServer(srv))
+	ts, clock, rec := src.ts, src.clock, src.sleeps
 	tooBusy := fortetest.Failure{Status: http.StatusServiceUnavailable, RetryAfter: "120"} // beyond one fetch's budget
 
 	srv.FailNext(tooBusy)
@@ -484,7 +481,8 @@ func TestRetryAfterLengthensCoolDownAndBackoff(t *testing.T) {
 func TestSuccessEndsTheCoolDown(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, clock, _ := sourceFor(t, srv, nil)
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
 	srv.FailNext(fortetest.Failure{Status: http.StatusUnauthorized})
 
 	if _, err := ts.Token(); err == nil {
@@ -503,7 +501,8 @@ func TestSuccessEndsTheCoolDown(t *testing.T) {
 func TestTokenExpiredOnArrivalIsNotCached(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, clock, _ := sourceFor(t, srv, nil)
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
 	// The request "was sent" two hours before the answer arrived: the 1 h token is dead on arrival.
 	base := ts.endpoint.client.Transport
 	if base == nil {
@@ -533,7 +532,7 @@ func TestTokenExpiredOnArrivalIsNotCached(t *testing.T) {
 func TestInvalidateDropsOnlyTheCachedToken(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	first := mustToken(t, ts)
 
 	ts.Invalidate(&oauth2.Token{AccessToken: "some-other-token"})
@@ -641,7 +640,8 @@ func TestWallClockStepsAtTheSource(t *testing.T) {
 func TestReportedExpiryBringsOAuth2WrappersBackInTime(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, clock, _ := sourceFor(t, srv, nil)
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
 	sent := clock.Now()
 
 	tok := mustToken(t, ts)
@@ -671,7 +671,8 @@ func TestReportedExpiryBringsOAuth2WrappersBackInTime(t *testing.T) {
 	short := fortetest.NewServer()
 	defer short.Close()
 	short.SetLifetime(2 * time.Second)
-	ts2, clock2, _ := sourceFor(t, short, nil)
+	src2 := newTestSource(t, withServer(short))
+	ts2, clock2 := src2.ts, src2.clock
 	sent = clock2.Now()
 	if tok := mustToken(t, ts2); tok.Expiry.After(sent.Add(2 * time.Second)) {
 		t.Fatalf("a 2s token reports Expiry %v, past its real expiry", tok.Expiry.Sub(sent))
@@ -686,7 +687,8 @@ func TestReportedExpiryBringsOAuth2WrappersBackInTime(t *testing.T) {
 func TestOAuth2ReuseRuleNeverHoldsAStaleTokenOrWaits(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, clock, _ := sourceFor(t, srv, nil)
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
 
 	held := mustToken(t, ts)
 	for clock.Now().Before(newFakeClock().Now().Add(5 * time.Hour)) {
@@ -712,7 +714,8 @@ func TestNoGoroutineOutlivesTheRefresh(t *testing.T) {
 	leaktest.Quiesce(t)
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, clock, _ := sourceFor(t, srv, nil)
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
 	mustToken(t, ts)
 	clock.Advance(time.Hour - time.Minute)
 	mustToken(t, ts)

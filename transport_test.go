@@ -74,7 +74,7 @@ func get(t *testing.T, c *http.Client, u string) int {
 func TestTransportSetsBearerOnACloneOnly(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	var seen *http.Request
 	tr := &Transport{Source: ts, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		seen = r
@@ -185,7 +185,7 @@ func TestTransportSendsTheTokenOnlyToAllowedHosts(t *testing.T) {
 	defer other.Close()
 	otherURL := strings.Replace(other.URL, "127.0.0.1", "localhost", 1) // another host name
 
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	log := &sendLog{base: http.DefaultTransport}
 	c := &http.Client{Transport: &Transport{Source: ts, Base: log}}
 	get(t, c, srv.URL+"/v3/a")
@@ -260,9 +260,8 @@ func TestTransportRefusesPlainHTTPToARemoteHost(t *testing.T) {
 // after it was issued: a 401 invalidates a token whatever its age.
 func revokedSetup(t *testing.T) (*fortetest.Server, *TokenSource, *sendLog, *http.Client) {
 	t.Helper()
-	srv := fortetest.NewServer()
-	t.Cleanup(srv.Close)
-	ts, _, _ := sourceFor(t, srv, nil)
+	src := newTestSource(t)
+	srv, ts := src.srv, src.ts
 	log := &sendLog{base: http.DefaultTransport}
 	c := &http.Client{Transport: &Transport{Source: ts, Base: log}}
 	if code := get(t, c, srv.URL+"/v3/warm-up"); code != 200 {
@@ -315,7 +314,7 @@ func TestTransport401WithABodyThatCannotBeReplayedIsReturned(t *testing.T) {
 func TestTransport401IsReplayedAtMostOnce(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	var sends atomic.Int64
 	c := &http.Client{Transport: &Transport{Source: ts, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		sends.Add(1)
@@ -333,7 +332,7 @@ func TestTransportWaitsForATokenOnlyAsLongAsTheRequestContext(t *testing.T) {
 	defer srv.Close()
 	release := srv.Hold()
 	defer release()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	c := &http.Client{Transport: &Transport{Source: ts}}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -349,7 +348,7 @@ func TestTransportWaitsForATokenOnlyAsLongAsTheRequestContext(t *testing.T) {
 func TestTransportAcceptsARequestWithoutHeaders(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	u, _ := url.Parse(srv.URL + "/v3/x")
 	resp, err := (&Transport{Source: ts}).RoundTrip(&http.Request{Method: "GET", URL: u})
 	if err != nil {
@@ -410,7 +409,7 @@ func TestClientKeepsTheBaseClientsSettings(t *testing.T) {
 func TestTransportCopiesEveryHeaderAndReplacesAuthorization(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	var seen http.Header
 	tr := &Transport{Source: ts, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		seen = r.Header
@@ -452,7 +451,7 @@ func TestTransportCopiesEveryHeaderAndReplacesAuthorization(t *testing.T) {
 func TestTransportCopiesARequestInThreeAllocations(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	resp := &http.Response{StatusCode: 200, Body: http.NoBody}
 	tr := &Transport{Source: ts, Base: roundTripFunc(func(*http.Request) (*http.Response, error) { return resp, nil })}
 	req, _ := http.NewRequest("GET", srv.URL+"/v3/x", nil)

@@ -17,9 +17,8 @@ import (
 // reject is set; then the API answers 401 to every token.
 func floodSetup(t *testing.T) (srv *fortetest.Server, ts *TokenSource, clock *fakeClock, c *http.Client, reject *atomic.Bool) {
 	t.Helper()
-	srv = fortetest.NewServer()
-	t.Cleanup(srv.Close)
-	ts, clock, _ = sourceFor(t, srv, nil)
+	src := newTestSource(t)
+	srv, ts, clock = src.srv, src.ts, src.clock
 	reject = new(atomic.Bool)
 	c = &http.Client{Transport: &Transport{Source: ts, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if reject.Load() {
@@ -39,7 +38,7 @@ func unauthorizedResponse(r *http.Request) *http.Response {
 func TestTransport401ToATokenRevokedAtIssueIsRecovered(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	c := &http.Client{Transport: &Transport{Source: ts}}
 	mustToken(t, ts) // issued now, and the fake clock does not move
 	srv.Revoke()
@@ -102,7 +101,7 @@ func TestConcurrent401sFetchOneNewToken(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := fortetest.NewServer()
 			defer srv.Close()
-			ts, _, _ := sourceFor(t, srv, nil)
+			ts := newTestSource(t, withServer(srv)).ts
 			first := "Bearer " + mustToken(t, ts).AccessToken
 			srv.Revoke()
 			const callers = 50
