@@ -9,18 +9,14 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/forteauth/forteauth/fortetest"
+	"golang.org/x/oauth2"
 )
-
-// printedForms are the ways a leaked secret could show up in formatted
-// output: as is, and hex-encoded by %x and %X.
-func printedForms(secret string) []string {
-	h := hex.EncodeToString([]byte(secret))
-	return []string{secret, h, strings.ToUpper(h)}
-}
 
 func TestValidateRejectsInvalidConfig(t *testing.T) {
 	srv := newForteServer(t)
@@ -122,21 +118,222 @@ func TestValidateAcceptsHTTPSAndLoopbackHTTP(t *testing.T) {
 	}
 }
 
-// printVerbs are the formats every printable value is checked under.
-var printVerbs = []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%20v", "%-40s"}
-
-// formatAll prints v under every verb and with fmt.Sprint and Sprintln,
-// also inside a slice and a map.
-func formatAll(v any) map[string]string {
-	out := make(map[string]string)
-	for _, verb := range printVerbs {
-		out[verb] = fmt.Sprintf(verb, v)
+func TestInvalidConfigFailsEveryCallWithoutRequests(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	ts := (&Config{ClientID: srv.ClientID, TokenURL: srv.TokenURL}).TokenSource(context.Background())
+	for range 3 {
+		if _, err := ts.Token(); !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("err = %v, want ErrInvalidConfig", err)
+		}
 	}
-	out["Sprint"] = fmt.Sprint(v)
-	out["Sprintln"] = fmt.Sprintln(v)
-	out["in a slice"] = fmt.Sprintf("%+v", []any{v})
-	out["in a map"] = fmt.Sprintf("%#v", map[string]any{"cfg": v})
-	return out
+	if n := tokenRequests(srv); n != 0 {
+		t.Fatalf("token requests = %d, want 0", n)
+	}
+}
+
+func TestNilContextIsBackground(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+	//lint:ignore SA1012 a nil context must not panic
+	if _, err := cfg.TokenSource(nil).Token(); err != nil {
+		t.Fatal(err)
+	}
+	//lint:ignore SA1012 a nil context must not panic
+	if _, err := cfg.Token(nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigChangesAfterTokenSourceHaveNoEffect(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+	ts := cfg.TokenSource(context.Background())
+	cfg.ClientSecret = "changed"
+	cfg.TokenURL = "http://example.com/"
+	mustToken(t, ts)
+}
+
+func TestSourceContextSuppliesValuesOnly(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	var viaCtxClient atomic.Int64
+	hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		viaCtxClient.Add(1)
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), oauth2.HTTPClient, hc))
+	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+	ts := cfg.TokenSource(ctx)
+	cancel() // a request-scoped context ending must not break later refreshes
+
+	mustToken(t, ts)
+	if viaCtxClient.Load() != 1 {
+		t.Fatalf("the oauth2.HTTPClient of the source's context sent %d token requests, want 1", viaCtxClient.Load())
+	}
+}
+
+func TestConfigTokenStopsWhenCallerCancels(t *testing.T) {
+	t.Run("while the request is in flight", func(t *testing.T) {
+		started := make(chan struct{})
+		var once sync.Once
+		testDone := make(chan struct{})
+		stub := newStub(t, func(w http.ResponseWriter, r *http.Request) {
+			once.Do(func() { close(started) })
+			select { // hang until the client goes away
+			case <-r.Context().Done():
+			case <-testDone:
+			}
+		})
+		t.Cleanup(func() { close(testDone) }) // runs before stub.Close
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			<-started
+			cancel()
+		}()
+
+		start := time.Now()
+		tok, err := configFor(stub.URL + fortetest.TokenPath).Token(ctx)
+		elapsed := time.Since(start)
+		if err == nil {
+			t.Fatalf("Token succeeded (token of %d bytes) after the caller cancelled", len(tok.AccessToken))
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("errors.Is(err, context.Canceled) is false for %s", hide(err.Error()))
+		}
+		if elapsed > 5*time.Second {
+			t.Errorf("Token took %v to notice the cancellation", elapsed)
+		}
+		if n := stub.requests.Load(); n != 1 {
+			t.Errorf("server saw %d requests, want 1 (no retry after cancellation)", n)
+		}
+	})
+	t.Run("before the call", func(t *testing.T) {
+		srv := newForteServer(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := configFor(srv.TokenURL).Token(ctx)
+		if !errors.Is(err, context.Canceled) {
+			msg := "<nil>"
+			if err != nil {
+				msg = hide(err.Error())
+			}
+			t.Errorf("errors.Is(err, context.Canceled) is false for %s", msg)
+		}
+		if n := srv.Stats().TokenRequests; n != 0 {
+			t.Errorf("server saw %d token requests, want 0", n)
+		}
+	})
+}
+
+func TestConfigTokenAgainstFakeServer(t *testing.T) {
+	srv := newForteServer(t)
+	before := time.Now()
+	tok, err := configFor(srv.TokenURL).Token(context.Background())
+	after := time.Now()
+	if err != nil {
+		t.Fatalf("Token: %s", hide(err.Error()))
+	}
+	if tok.TokenType != "Bearer" || tok.ExpiresIn != 3600 || !tok.Valid() {
+		t.Errorf("token type %q, expires_in %d, valid %v; want a valid Bearer token for 3600s", tok.TokenType, tok.ExpiresIn, tok.Valid())
+	}
+	if tok.Expiry.Before(before.Add(time.Hour).Truncate(time.Second)) || tok.Expiry.After(after.Add(time.Hour)) {
+		t.Errorf("Expiry = %v, want about an hour from %v", tok.Expiry, before)
+	}
+	// The token works against the fake API.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v3/payments", nil)
+	tok.SetAuthHeader(req)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("API answered %d to the fetched token, want 200", resp.StatusCode)
+	}
+	if h := srv.LastTokenRequestHeader(); !strings.HasPrefix(h.Get("User-Agent"), "forteauth-go/") {
+		t.Errorf("User-Agent = %q", h.Get("User-Agent"))
+	}
+}
+
+func TestConfigTokenUsesContextHTTPClient(t *testing.T) {
+	srv := newForteServer(t)
+	ctxTransport := &countingTransport{}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: ctxTransport})
+
+	if _, err := configFor(srv.TokenURL).Token(ctx); err != nil {
+		t.Fatalf("Token: %s", hide(err.Error()))
+	}
+	if n := ctxTransport.n.Load(); n != 1 {
+		t.Errorf("the context's client sent %d requests, want 1", n)
+	}
+}
+
+func TestConfigTokenPrefersConfigHTTPClientOverContext(t *testing.T) {
+	srv := newForteServer(t)
+	ctxTransport, cfgTransport := &countingTransport{}, &countingTransport{}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: ctxTransport})
+	cfg := configFor(srv.TokenURL)
+	cfg.HTTPClient = &http.Client{Transport: cfgTransport}
+
+	if _, err := cfg.Token(ctx); err != nil {
+		t.Fatalf("Token: %s", hide(err.Error()))
+	}
+	if n := cfgTransport.n.Load(); n != 1 {
+		t.Errorf("Config.HTTPClient sent %d requests, want 1", n)
+	}
+	if n := ctxTransport.n.Load(); n != 0 {
+		t.Errorf("the context's client sent %d requests, want 0", n)
+	}
+}
+
+func TestClientReturnsConfigErrorsWithoutSendingAnything(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	c := (&Config{ClientID: srv.ClientID, TokenURL: srv.TokenURL}).Client(context.Background())
+	_, err := c.Get(srv.URL + "/v3/x")
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("err = %v, want ErrInvalidConfig", err)
+	}
+	if st := srv.Stats(); st.TokenRequests+st.APIRequests != 0 {
+		t.Fatalf("requests reached the server: %+v", st)
+	}
+}
+
+func TestClientKeepsTheBaseClientsSettings(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	var viaBase atomic.Int64
+	redirects := func(*http.Request, []*http.Request) error { return errors.New("stop") }
+	base := &http.Client{
+		Timeout:       7 * time.Second,
+		CheckRedirect: redirects,
+		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			viaBase.Add(1)
+			return http.DefaultTransport.RoundTrip(r)
+		}),
+	}
+	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL, HTTPClient: base}
+	c := cfg.Client(context.Background())
+	if c.Timeout != 7*time.Second || c.CheckRedirect == nil {
+		t.Fatal("Client dropped HTTPClient's Timeout or CheckRedirect")
+	}
+	if code := get(t, c, srv.URL+"/v3/x"); code != 200 || viaBase.Load() != 2 {
+		t.Fatalf("status %d; %d requests went through HTTPClient's transport, want 2 (token and API)", code, viaBase.Load())
+	}
+
+	ctxClient := &http.Client{Timeout: 9 * time.Second, Transport: base.Transport}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, ctxClient)
+	c = (&Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}).Client(ctx)
+	if c.Timeout != 9*time.Second {
+		t.Fatal("Client ignored the context's oauth2.HTTPClient")
+	}
+	if code := get(t, c, srv.URL+"/v3/x"); code != 200 || viaBase.Load() != 4 {
+		t.Fatalf("status %d; %d requests through the context client's transport, want 4", code, viaBase.Load())
+	}
 }
 
 func TestConfigFormattingHidesSecret(t *testing.T) {
@@ -191,46 +388,6 @@ func TestConfigFormattingShowsEmptySecretAsEmpty(t *testing.T) {
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("cfg", "cfg", cfg)
 	if s := buf.String(); strings.Contains(s, redacted) || !strings.Contains(s, "cfg.client_secret=\"\"") {
 		t.Errorf("slog output %q, want an empty client_secret", s)
-	}
-}
-
-// fetchedSource returns a TokenSource for the fake server that holds a
-// token, and that token.
-func fetchedSource(t *testing.T) (*TokenSource, string) {
-	t.Helper()
-	ts := newTestSource(t, withServer(newForteServer(t))).ts
-	tok, err := ts.Token()
-	if err != nil {
-		t.Fatalf("Token: %s", hide(err.Error()))
-	}
-	if len(tok.AccessToken) < 24 {
-		t.Fatalf("fake server issued a short token (%d bytes)", len(tok.AccessToken))
-	}
-	return ts, tok.AccessToken
-}
-
-func TestTokenSourceFormattingHidesSecretAndToken(t *testing.T) {
-	srv := newForteServer(t)
-	empty := configFor(srv.TokenURL).TokenSource(context.Background())
-	fetched, token := fetchedSource(t)
-	for _, tc := range []struct {
-		name string
-		ts   *TokenSource
-	}{{"before any fetch", empty}, {"holding a token", fetched}} {
-		t.Run(tc.name, func(t *testing.T) {
-			for how, s := range formatAll(tc.ts) {
-				assertAbsent(t, how+" output", s, append(printedForms(testSecret), printedForms(token)...)...)
-				if !strings.Contains(s, testClientID) {
-					t.Errorf("%s output %q does not show ClientID", how, hide(s, token))
-				}
-			}
-		})
-	}
-	if s := fmt.Sprint(fetched); !strings.Contains(s, token[:4]) || !strings.Contains(s, redacted) {
-		t.Errorf("output %q does not identify the token by its prefix and mark the rest redacted", hide(s, token))
-	}
-	if s := fmt.Sprintf("%v", (*TokenSource)(nil)); s != "(*forteauth.TokenSource)(nil)" {
-		t.Errorf("nil *TokenSource prints %q", s)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,49 +22,6 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Values that must never show up in an error, a log line or a failure
-// message; see hide.
-const (
-	testClientID = "client-id-123"
-	testSecret   = "s3cr3t-value-XYZ"
-	// testAccessToken is a recognisable access token for bodies built by hand.
-	testAccessToken = "RECOGNISABLE-access-token-0123456789abcdef"
-)
-
-// hide makes s safe to print in a failure message.
-func hide(s string, secrets ...string) string {
-	for _, x := range append(secrets, testSecret) {
-		if x != "" {
-			s = strings.ReplaceAll(s, x, "<SECRET>")
-		}
-	}
-	return s
-}
-
-// assertAbsent fails if any of values occurs in s, without printing it.
-func assertAbsent(t *testing.T, what, s string, values ...string) {
-	t.Helper()
-	for _, v := range values {
-		if v != "" && strings.Contains(s, v) {
-			t.Errorf("%s contains a value that must never appear there (%d-byte value): %s", what, len(v), hide(s, values...))
-		}
-	}
-}
-
-// configFor is a valid Config for tokenURL with the distinctive secret.
-func configFor(tokenURL string) *Config {
-	return &Config{ClientID: testClientID, ClientSecret: testSecret, TokenURL: tokenURL}
-}
-
-// newForteServer starts a fortetest server that accepts testClientID and testSecret.
-func newForteServer(t *testing.T) *fortetest.Server {
-	t.Helper()
-	srv := fortetest.NewServer()
-	srv.ClientID, srv.ClientSecret = testClientID, testSecret // before any request
-	t.Cleanup(srv.Close)
-	return srv
-}
-
 // endpointFor is testEndpoint for tokenURL, its clock (f.clock.now and the
 // recorder's) set to a fake one.
 func endpointFor(t *testing.T, tokenURL string) (*endpoint, *sleepRecorder, *fakeClock) {
@@ -75,80 +31,6 @@ func endpointFor(t *testing.T, tokenURL string) (*endpoint, *sleepRecorder, *fak
 	rec.clock = clock
 	f.clock.now = clock.Now
 	return f, rec, clock
-}
-
-// stubServer is an httptest server that counts its requests.
-type stubServer struct {
-	*httptest.Server
-	requests atomic.Int32
-}
-
-func newStub(t *testing.T, h http.HandlerFunc) *stubServer {
-	t.Helper()
-	s := &stubServer{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.requests.Add(1)
-		h(w, r)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-// respond answers with status, Content-Type ct and body.
-func respond(status int, ct, body string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", ct)
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	}
-}
-
-// countingTransport counts the requests it sends.
-type countingTransport struct {
-	n    atomic.Int32
-	base http.RoundTripper
-}
-
-func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
-	base := c.base
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	return base.RoundTrip(r)
-}
-
-// newSlowStub answers with a token, holding back the first slow answers
-// by delay (or until the client goes away). It reads the request body
-// first, so that net/http notices a client hanging up.
-func newSlowStub(t *testing.T, slow int32, delay time.Duration) *stubServer {
-	t.Helper()
-	var stub *stubServer
-	stub = newStub(t, func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		if stub.requests.Load() <= slow {
-			timer := time.NewTimer(delay)
-			defer timer.Stop()
-			select {
-			case <-timer.C:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		respond(http.StatusCreated, "application/json", tokenBody(testAccessToken, "Bearer", 3600))(w, r)
-	})
-	return stub
-}
-
-func tokenBody(token, tokenType string, expiresIn any) string {
-	b, err := json.Marshal(map[string]any{"data": map[string]any{
-		"access_token": token, "token_type": tokenType, "expires_in": expiresIn,
-	}})
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
 }
 
 func TestFetchSendsDocumentedRequest(t *testing.T) {
@@ -278,57 +160,6 @@ func TestFetchReturnsDistinctTokenEachTime(t *testing.T) {
 	if n := srv.Stats().TokenRequests; n != 2 {
 		t.Errorf("server saw %d token requests, want 2", n)
 	}
-}
-
-// numericToken is an access token sent as a JSON number.
-const numericToken = "9876543210123456"
-
-// malformedAnswers are 2xx answers that hold no usable token, each
-// answered once. token is a token value in body, which no error may show.
-// TestFetchRejectsInvalidTokenResponsesWithoutRetry checks what fetch makes
-// of them; TestMalformedAnswerIsNotCachedAndCoolsDown, what a TokenSource
-// does with that.
-var malformedAnswers = []struct {
-	name        string
-	status      int
-	contentType string
-	body        string
-	token       string
-}{
-	{name: "empty access_token", body: tokenBody("", "Bearer", 3600)},
-	{name: "access named access as in an old guide", body: `{"data":{"access":"` + testAccessToken + `","expires_in":3600,"token_type":"Bearer"}}`, token: testAccessToken},
-	{name: "missing expires_in", body: `{"data":{"access_token":"` + testAccessToken + `","token_type":"Bearer"}}`, token: testAccessToken},
-	{name: "null expires_in", body: tokenBody(testAccessToken, "Bearer", nil), token: testAccessToken},
-	{name: "zero expires_in", body: tokenBody(testAccessToken, "Bearer", 0), token: testAccessToken},
-	{name: "negative expires_in", body: tokenBody(testAccessToken, "Bearer", -60), token: testAccessToken},
-	{name: "non-numeric expires_in", body: tokenBody(testAccessToken, "Bearer", "abc"), token: testAccessToken},
-	{name: "fractional expires_in", body: tokenBody(testAccessToken, "Bearer", 1.5), token: testAccessToken},
-	{name: "expires_in beyond 68 years", body: tokenBody(testAccessToken, "Bearer", int64(math.MaxInt32)+1), token: testAccessToken},
-	{name: "expires_in huge float", body: tokenBody(testAccessToken, "Bearer", 1e300), token: testAccessToken},
-	{name: "token_type MAC", body: tokenBody(testAccessToken, "MAC", 3600), token: testAccessToken},
-	{name: "missing token_type", body: `{"data":{"access_token":"` + testAccessToken + `","expires_in":3600}}`, token: testAccessToken},
-	{name: "missing data", body: `{"access_token":"` + testAccessToken + `","expires_in":3600,"token_type":"Bearer"}`, token: testAccessToken},
-	{name: "null data", body: `{"data":null}`},
-	{name: "data not an object", body: `{"data":"` + testAccessToken + `"}`, token: testAccessToken},
-	{name: "empty body", body: ""},
-	{name: "HTML error page with 200", status: http.StatusOK, contentType: "text/html",
-		body: "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"},
-	{name: "truncated JSON", body: `{"data":{"access_tok`},
-	{name: "access_token with a space", body: tokenBody("RECOGNISABLE access-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE access-token-0123456789"},
-	{name: "access_token with a newline", body: tokenBody("RECOGNISABLE\naccess-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE\naccess-token-0123456789"},
-	{name: "access_token with non-ASCII", body: tokenBody("RECOGNISABLE-accéss-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE-accéss-token-0123456789"},
-	{name: "access_token a number", body: `{"data":{"access_token":` + numericToken + `,"expires_in":3600,"token_type":"Bearer"}}`, token: numericToken},
-	// encoding/json stops at 10,000 levels of nesting, without recursing
-	// further; below that, nesting where an object belongs is a type error.
-	{name: "JSON nested 100000 deep", body: `{"data":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`},
-	{name: "JSON nested 5000 deep inside data", body: `{"data":` + strings.Repeat(`{"data":`, 5000) + `{}` + strings.Repeat("}", 5000) + `}`},
-	// encoding/json turns invalid UTF-8 in a string into U+FFFD, which
-	// the header check then rejects; outside a string it is a syntax error.
-	// (Written by hand: json.Marshal would replace the bytes itself.)
-	{name: "invalid UTF-8 in access_token", body: "{\"data\":{\"access_token\":\"RECOGNISABLE-\xff\xfe-token-0123456789\",\"token_type\":\"Bearer\",\"expires_in\":3600}}", token: "RECOGNISABLE"},
-	{name: "invalid UTF-8 in token_type", body: "{\"data\":{\"access_token\":\"" + testAccessToken + "\",\"token_type\":\"Bear\xc3\x28er\",\"expires_in\":3600}}", token: testAccessToken},
-	{name: "invalid UTF-8 outside strings", body: "{\xff\"data\":{\"access_token\":\"" + testAccessToken + "\",\"token_type\":\"Bearer\",\"expires_in\":3600}}", token: testAccessToken},
-	{name: "body over 1 MiB", body: `{"data":{"access_token":"` + testAccessToken + `","expires_in":3600,"token_type":"Bearer"},"padding":"` + strings.Repeat("x", 1<<20) + `"}`, token: testAccessToken},
 }
 
 func TestFetchRejectsInvalidTokenResponsesWithoutRetry(t *testing.T) {
@@ -972,121 +803,6 @@ func TestFetchBudgetBoundsWholeFetch(t *testing.T) {
 	}
 	if w := rec.recorded(); len(w) != 0 {
 		t.Errorf("fetch waited %v after its budget ran out", w)
-	}
-}
-
-func TestConfigTokenStopsWhenCallerCancels(t *testing.T) {
-	t.Run("while the request is in flight", func(t *testing.T) {
-		started := make(chan struct{})
-		var once sync.Once
-		testDone := make(chan struct{})
-		stub := newStub(t, func(w http.ResponseWriter, r *http.Request) {
-			once.Do(func() { close(started) })
-			select { // hang until the client goes away
-			case <-r.Context().Done():
-			case <-testDone:
-			}
-		})
-		t.Cleanup(func() { close(testDone) }) // runs before stub.Close
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			<-started
-			cancel()
-		}()
-
-		start := time.Now()
-		tok, err := configFor(stub.URL + fortetest.TokenPath).Token(ctx)
-		elapsed := time.Since(start)
-		if err == nil {
-			t.Fatalf("Token succeeded (token of %d bytes) after the caller cancelled", len(tok.AccessToken))
-		}
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("errors.Is(err, context.Canceled) is false for %s", hide(err.Error()))
-		}
-		if elapsed > 5*time.Second {
-			t.Errorf("Token took %v to notice the cancellation", elapsed)
-		}
-		if n := stub.requests.Load(); n != 1 {
-			t.Errorf("server saw %d requests, want 1 (no retry after cancellation)", n)
-		}
-	})
-	t.Run("before the call", func(t *testing.T) {
-		srv := newForteServer(t)
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		_, err := configFor(srv.TokenURL).Token(ctx)
-		if !errors.Is(err, context.Canceled) {
-			msg := "<nil>"
-			if err != nil {
-				msg = hide(err.Error())
-			}
-			t.Errorf("errors.Is(err, context.Canceled) is false for %s", msg)
-		}
-		if n := srv.Stats().TokenRequests; n != 0 {
-			t.Errorf("server saw %d token requests, want 0", n)
-		}
-	})
-}
-
-func TestConfigTokenAgainstFakeServer(t *testing.T) {
-	srv := newForteServer(t)
-	before := time.Now()
-	tok, err := configFor(srv.TokenURL).Token(context.Background())
-	after := time.Now()
-	if err != nil {
-		t.Fatalf("Token: %s", hide(err.Error()))
-	}
-	if tok.TokenType != "Bearer" || tok.ExpiresIn != 3600 || !tok.Valid() {
-		t.Errorf("token type %q, expires_in %d, valid %v; want a valid Bearer token for 3600s", tok.TokenType, tok.ExpiresIn, tok.Valid())
-	}
-	if tok.Expiry.Before(before.Add(time.Hour).Truncate(time.Second)) || tok.Expiry.After(after.Add(time.Hour)) {
-		t.Errorf("Expiry = %v, want about an hour from %v", tok.Expiry, before)
-	}
-	// The token works against the fake API.
-	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v3/payments", nil)
-	tok.SetAuthHeader(req)
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("API answered %d to the fetched token, want 200", resp.StatusCode)
-	}
-	if h := srv.LastTokenRequestHeader(); !strings.HasPrefix(h.Get("User-Agent"), "forteauth-go/") {
-		t.Errorf("User-Agent = %q", h.Get("User-Agent"))
-	}
-}
-
-func TestConfigTokenUsesContextHTTPClient(t *testing.T) {
-	srv := newForteServer(t)
-	ctxTransport := &countingTransport{}
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: ctxTransport})
-
-	if _, err := configFor(srv.TokenURL).Token(ctx); err != nil {
-		t.Fatalf("Token: %s", hide(err.Error()))
-	}
-	if n := ctxTransport.n.Load(); n != 1 {
-		t.Errorf("the context's client sent %d requests, want 1", n)
-	}
-}
-
-func TestConfigTokenPrefersConfigHTTPClientOverContext(t *testing.T) {
-	srv := newForteServer(t)
-	ctxTransport, cfgTransport := &countingTransport{}, &countingTransport{}
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: ctxTransport})
-	cfg := configFor(srv.TokenURL)
-	cfg.HTTPClient = &http.Client{Transport: cfgTransport}
-
-	if _, err := cfg.Token(ctx); err != nil {
-		t.Fatalf("Token: %s", hide(err.Error()))
-	}
-	if n := cfgTransport.n.Load(); n != 1 {
-		t.Errorf("Config.HTTPClient sent %d requests, want 1", n)
-	}
-	if n := ctxTransport.n.Load(); n != 0 {
-		t.Errorf("the context's client sent %d requests, want 0", n)
 	}
 }
 

@@ -60,17 +60,6 @@ func (l *sendLog) sends() int {
 	return len(l.auth)
 }
 
-func get(t *testing.T, c *http.Client, u string) int {
-	t.Helper()
-	resp, err := c.Get(u)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 func TestTransportSetsBearerOnACloneOnly(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
@@ -357,52 +346,6 @@ func TestTransportAcceptsARequestWithoutHeaders(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
-	}
-}
-
-func TestClientReturnsConfigErrorsWithoutSendingAnything(t *testing.T) {
-	srv := fortetest.NewServer()
-	defer srv.Close()
-	c := (&Config{ClientID: srv.ClientID, TokenURL: srv.TokenURL}).Client(context.Background())
-	_, err := c.Get(srv.URL + "/v3/x")
-	if !errors.Is(err, ErrInvalidConfig) {
-		t.Fatalf("err = %v, want ErrInvalidConfig", err)
-	}
-	if st := srv.Stats(); st.TokenRequests+st.APIRequests != 0 {
-		t.Fatalf("requests reached the server: %+v", st)
-	}
-}
-
-func TestClientKeepsTheBaseClientsSettings(t *testing.T) {
-	srv := fortetest.NewServer()
-	defer srv.Close()
-	var viaBase atomic.Int64
-	redirects := func(*http.Request, []*http.Request) error { return errors.New("stop") }
-	base := &http.Client{
-		Timeout:       7 * time.Second,
-		CheckRedirect: redirects,
-		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			viaBase.Add(1)
-			return http.DefaultTransport.RoundTrip(r)
-		}),
-	}
-	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL, HTTPClient: base}
-	c := cfg.Client(context.Background())
-	if c.Timeout != 7*time.Second || c.CheckRedirect == nil {
-		t.Fatal("Client dropped HTTPClient's Timeout or CheckRedirect")
-	}
-	if code := get(t, c, srv.URL+"/v3/x"); code != 200 || viaBase.Load() != 2 {
-		t.Fatalf("status %d; %d requests went through HTTPClient's transport, want 2 (token and API)", code, viaBase.Load())
-	}
-
-	ctxClient := &http.Client{Timeout: 9 * time.Second, Transport: base.Transport}
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, ctxClient)
-	c = (&Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}).Client(ctx)
-	if c.Timeout != 9*time.Second {
-		t.Fatal("Client ignored the context's oauth2.HTTPClient")
-	}
-	if code := get(t, c, srv.URL+"/v3/x"); code != 200 || viaBase.Load() != 4 {
-		t.Fatalf("status %d; %d requests through the context client's transport, want 4", code, viaBase.Load())
 	}
 }
 
