@@ -2,9 +2,10 @@
 // background work, so that a test can wait for earlier tests' work to end
 // and then count only its own.
 //
-// The tests of the root package and of redisstore share it; goleak, which
-// both also use, checks once at the end of a run that nothing is left,
-// while a test needs to know mid-run what is running now.
+// It is for the tests of both modules, the root package's and redisstore's
+// (whose replace directive lets it import internal packages). goleak, which
+// both also use, checks once at the end of a run that nothing is left; a
+// test needs to know mid-run what is running now.
 package leaktest
 
 import (
