@@ -1,9 +1,7 @@
 package forteauth
 
 import (
-	"context"
-	"fmt"
-	"math/rand/v2"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -33,15 +31,9 @@ const (
 	// its refresh window; see entry.token.
 	dueRecheck = time.Second
 
-	// The first failed background refresh waits bgBackoffBase before the
-	// next, doubling to bgBackoffMax.
-	bgBackoffBase = time.Second
-	bgBackoffMax  = 30 * time.Second
-
-	// After a failed blocking fetch, callers get its error for coolDownBase,
-	// doubling with each failure in a row to coolDownMax.
-	coolDownBase = time.Second
-	coolDownMax  = 30 * time.Second
+	// maxExpiresIn is the longest lifetime, in seconds, a cached token may
+	// have: it keeps expires_in*time.Second far from overflow (68 years).
+	maxExpiresIn = math.MaxInt32
 )
 
 // entry is one cached token and the ages at which its state changes.
@@ -59,7 +51,7 @@ type entry struct {
 
 	// accepted is nil but for a token on trial (see unauthorized), and
 	// then set once the API has answered it with anything but 401. It is
-	// a pointer so that the copies backedOff makes share it.
+	// a pointer so that the copies postponed makes share it.
 	accepted *atomic.Bool
 }
 
@@ -82,14 +74,6 @@ func newEntry(tok *oauth2.Token, sent time.Time, window, margin time.Duration) *
 		refreshAfter: life - window + jitter((window-margin)/2),
 		staleAfter:   life - margin,
 	}
-}
-
-// jitter returns a random duration in [0, d).
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return rand.N(d)
 }
 
 // age is how long ago the token was requested. Both clocks are read and
@@ -165,81 +149,23 @@ func wallStep(skew time.Duration) time.Duration {
 	return q*wallStepGrain - half
 }
 
-// backedOff returns e with its next background refresh put off after one
-// more failure, at age age, by a growing backoff or by the wait the
-// endpoint asked for, whichever is longer.
-func (e *entry) backedOff(age, serverWait time.Duration) *entry {
+// postponed returns e with its next background refresh put off to age
+// after, but never past the stale point, after one more failure.
+func (e *entry) postponed(after time.Duration) *entry {
 	e2 := *e
 	e2.failures++
-	e2.refreshAfter = min(age+max(doubling(bgBackoffBase, bgBackoffMax, e2.failures), serverWait), e.staleAfter)
+	e2.refreshAfter = min(after, e.staleAfter)
 	return &e2
 }
 
-// doubling returns base<<(n-1), at most ceiling, jittered down by up to
-// half: the wait before attempt n+1 after n failures.
-func doubling(base, ceiling time.Duration, n int) time.Duration {
-	d := ceiling
-	if n < 32 {
-		d = min(d, base<<(n-1))
+// validHeaderToken reports whether s is visible ASCII, which covers RFC
+// 6750's b64token and rules out header injection and mangled encodings:
+// what a cached access token must be, wherever it came from.
+func validHeaderToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
 	}
-	return d/2 + jitter(d/2)
-}
-
-// failure remembers a failed blocking fetch so that callers during its
-// cool-down get its error instead of each sending a request. The
-// cool-down grows with failures in a row, and is at least the wait the
-// endpoint asked for with Retry-After.
-type failure struct {
-	err   error // what callers get: the fetch error, wrapped
-	until time.Time
-	count int // failures in a row
-}
-
-func newFailure(err error, now time.Time, prev *failure) *failure {
-	n := 1
-	if prev != nil {
-		n = prev.count + 1
-	}
-	d := max(doubling(coolDownBase, coolDownMax, n), serverWait(err))
-	return &failure{
-		err:   fmt.Errorf("forteauth: no token; %d token fetch(es) failed in a row, so callers get this error for %v before the next attempt: %w", n, d.Round(time.Millisecond), err),
-		until: now.Add(d),
-		count: n,
-	}
-}
-
-// Store is a token cache shared by TokenSources, usually in different
-// processes, so that a fleet asks the token endpoint for about one token
-// per lifetime instead of one per process. Set Config.Store to use one;
-// package github.com/forteauth/forteauth/redisstore implements it on Redis.
-//
-// A TokenSource consults its Store only when its own cache cannot answer:
-// at start, when a refresh is due, and after Invalidate. It seals every
-// value it stores with AES-256-GCM under a key derived from ClientSecret
-// and bound to the key name, so a Store holds only opaque bytes, under
-// keys that contain no secret; a value that does not open is ignored and
-// replaced. Store errors and slowness never fail a token request: the
-// TokenSource fetches from the endpoint itself, logs the fault once, and
-// tries the Store again a few seconds later.
-//
-// Implementations must be safe for concurrent use.
-type Store interface {
-	// Get returns the value stored under key, or nil and no error if
-	// there is none.
-	Get(ctx context.Context, key string) ([]byte, error)
-	// Set stores value under key, to be dropped after ttl.
-	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
-}
-
-// Locker is implemented by a Store that can let one TokenSource at a time,
-// across the fleet, refresh a token. Sources that find the lock held wait
-// a short, bounded time for the holder's new token and then fetch one
-// themselves, so a holder that dies costs at most that wait.
-type Locker interface {
-	// Lock takes the lock named key for ttl unless another holder has
-	// it. It returns a value identifying this holder, and ok false (with
-	// no error) if the lock is held.
-	Lock(ctx context.Context, key string, ttl time.Duration) (owner string, ok bool, err error)
-	// Unlock releases the lock named key if owner still holds it.
-	Unlock(ctx context.Context, key, owner string) error
+	return true
 }

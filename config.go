@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/oauth2"
 )
@@ -158,21 +160,77 @@ func isLoopback(host string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-// printable is the Config shown by fmt and encoding/json: the secret
-// replaced by a marker that still tells whether one is set, and TokenURL
-// as printedURL shows it.
-func (c Config) printable() any {
-	// Declared here so that %#v prints "forteauth.Config{...}".
-	type Config struct {
-		ClientID      string
-		ClientSecret  string
-		TokenURL      string
-		HTTPClient    *http.Client
-		RefreshWindow time.Duration
-		ExpiryMargin  time.Duration
-		Store         Store
-		Logger        *slog.Logger
+// Token fetches one new token, without caching. It fails with an error
+// wrapping ErrInvalidConfig, before any request, if c is incomplete.
+//
+// ctx bounds the whole fetch, retries included, which also has its own
+// 30-second limit. The token's Expiry is when the request was sent plus
+// the expires_in the endpoint answered; Extra returns the fields of the
+// answer's "data" object. Most programs want TokenSource or Client, which
+// cache.
+func (c *Config) Token(ctx context.Context) (*oauth2.Token, error) {
+	if ctx == nil {
+		ctx = context.Background()
 	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	clk, red := systemClock(), newRedactor(c.ClientID, c.ClientSecret)
+	f, err := newEndpoint(c, c.httpClient(ctx), &clk, red, c.logger(red)).fetch(ctx)
+	return f.tok, err
+}
+
+// TokenSource returns a source that caches tokens from c and refreshes
+// them before they expire; see TokenSource for what it guarantees.
+//
+// ctx supplies values only (an oauth2.HTTPClient, for instance): token
+// fetches run detached from its cancellation, so a source made with a
+// request's context keeps working after that request ends. If c is
+// incomplete, every call of the source returns an error wrapping
+// ErrInvalidConfig.
+func (c *Config) TokenSource(ctx context.Context) *TokenSource {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return newTokenSource(ctx, c)
+}
+
+// Client returns an *http.Client that adds a token from c.TokenSource(ctx)
+// to each request to the token endpoint's host, the host of Forte's API.
+//
+// It keeps the Transport, Timeout, CheckRedirect and Jar of c.HTTPClient,
+// else of the oauth2.HTTPClient in ctx, else uses http.DefaultTransport
+// with a 30 s timeout. ctx is used as TokenSource uses it.
+func (c *Config) Client(ctx context.Context) *http.Client {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	hc := c.httpClient(ctx)
+	return &http.Client{
+		Transport:     &Transport{Source: c.TokenSource(ctx), Base: hc.Transport},
+		CheckRedirect: hc.CheckRedirect,
+		Jar:           hc.Jar,
+		Timeout:       hc.Timeout,
+	}
+}
+
+// logger returns the one logger of everything made from c (a
+// TokenSource, its endpoint and its Store sharing): c.Logger behind a redactingHandler
+// using r, or one that discards everything if c.Logger is nil.
+func (c *Config) logger(r *redactor) *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(&redactingHandler{c.Logger.Handler(), r})
+}
+
+// printable is the Config shown by fmt, encoding/json and log/slog: the
+// secret replaced by a marker that still tells whether one is set, and
+// TokenURL as printedURL shows it.
+func (c Config) printable() any {
+	// A type of its own, so that printing it does not call Format again,
+	// named Config so that %#v prints "forteauth.Config{...}".
+	type Config configFields
 	p := Config(c)
 	if p.ClientSecret != "" {
 		p.ClientSecret = redacted
@@ -180,6 +238,9 @@ func (c Config) printable() any {
 	p.TokenURL = c.printedURL()
 	return p
 }
+
+// configFields is Config without its methods, for printable.
+type configFields = Config
 
 // Format implements fmt.Formatter so that every verb, %#v included, prints c
 // with ClientSecret, and any password in TokenURL, replaced by "[REDACTED]".
@@ -194,18 +255,40 @@ func (c Config) MarshalJSON() ([]byte, error) {
 	return json.Marshal(c.printable())
 }
 
-// LogValue implements slog.LogValuer: c logs as a group without the secret
-// or a password in TokenURL.
+// LogValue implements slog.LogValuer: c logs as a group of its fields, as
+// fmt prints them (without the secret or a password in TokenURL), under
+// snake_case keys such as client_id; a pointer or interface field logs as
+// its type name, and only if it is set.
 func (c Config) LogValue() slog.Value {
-	secret := ""
-	if c.ClientSecret != "" {
-		secret = redacted
+	v := reflect.ValueOf(c.printable())
+	var attrs []slog.Attr
+	for i := range v.NumField() {
+		f, name := v.Field(i), snakeCase(v.Type().Field(i).Name)
+		switch f.Kind() {
+		case reflect.Pointer, reflect.Interface:
+			if !f.IsNil() {
+				attrs = append(attrs, slog.String(name, fmt.Sprintf("%T", f.Interface())))
+			}
+		default:
+			attrs = append(attrs, slog.Any(name, f.Interface()))
+		}
 	}
-	return slog.GroupValue(
-		slog.String("client_id", c.ClientID),
-		slog.String("client_secret", secret),
-		slog.String("token_url", c.printedURL()),
-		slog.Duration("refresh_window", c.refreshWindow()),
-		slog.Duration("expiry_margin", c.expiryMargin()),
-	)
+	return slog.GroupValue(attrs...)
+}
+
+// snakeCase turns a Go field name into a log key: ClientID is client_id,
+// TokenURL token_url, HTTPClient http_client.
+func snakeCase(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		upper := unicode.IsUpper(r)
+		// A word starts at an upper-case letter after a lower-case one, or
+		// before a lower-case one after an upper-case run ("HTTPClient").
+		if upper && i > 0 && (unicode.IsLower(rune(name[i-1])) ||
+			i+1 < len(name) && unicode.IsLower(rune(name[i+1])) && unicode.IsUpper(rune(name[i-1]))) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
 }

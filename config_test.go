@@ -9,21 +9,17 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/forteauth/forteauth/fortetest"
+	"golang.org/x/oauth2"
 )
 
-// cfSecretForms are the ways a leaked secret could show up in formatted
-// output: as is, and hex-encoded by %x and %X.
-func cfSecretForms(secret string) []string {
-	h := hex.EncodeToString([]byte(secret))
-	return []string{secret, h, strings.ToUpper(h)}
-}
-
 func TestValidateRejectsInvalidConfig(t *testing.T) {
-	srv := rfForte(t)
+	srv := newForteServer(t)
 	tests := []struct {
 		name    string
 		modify  func(c *Config)
@@ -48,8 +44,8 @@ func TestValidateRejectsInvalidConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			counter := &rfCountingTransport{}
-			cfg := rfConfig(srv.TokenURL)
+			counter := &countingTransport{}
+			cfg := configFor(srv.TokenURL)
 			cfg.HTTPClient = &http.Client{Transport: counter}
 			tt.modify(cfg)
 
@@ -59,15 +55,15 @@ func TestValidateRejectsInvalidConfig(t *testing.T) {
 					t.Fatalf("%s accepted the Config", what)
 				}
 				msg := err.Error()
-				rfAssertAbsent(t, what+" error", msg, rfSecret)
+				assertAbsent(t, what+" error", msg, testSecret)
 				if !errors.Is(err, ErrInvalidConfig) {
-					t.Errorf("%s error does not wrap ErrInvalidConfig: %s", what, rfHide(msg))
+					t.Errorf("%s error does not wrap ErrInvalidConfig: %s", what, hide(msg))
 				}
 				if !strings.HasPrefix(msg, "forteauth: ") {
-					t.Errorf("%s error %q does not start with \"forteauth: \"", what, rfHide(msg))
+					t.Errorf("%s error %q does not start with \"forteauth: \"", what, hide(msg))
 				}
 				if !strings.Contains(msg, tt.mention) {
-					t.Errorf("%s error %q does not mention %q", what, rfHide(msg), tt.mention)
+					t.Errorf("%s error %q does not mention %q", what, hide(msg), tt.mention)
 				}
 			}
 			check("validate", cfg.validate())
@@ -104,62 +100,263 @@ func TestValidateAcceptsHTTPSAndLoopbackHTTP(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
-			cfg.ClientID, cfg.ClientSecret = rfClientID, rfSecret
+			cfg.ClientID, cfg.ClientSecret = testClientID, testSecret
 			if err := cfg.validate(); err != nil {
-				t.Errorf("validate rejected %q: %s", cfg.TokenURL, rfHide(err.Error()))
+				t.Errorf("validate rejected %q: %s", cfg.TokenURL, hide(err.Error()))
 			}
 		})
 	}
 
 	// End to end, with the host spelled as localhost.
-	srv := rfForte(t)
-	cfg := rfConfig(strings.Replace(srv.TokenURL, "127.0.0.1", "localhost", 1))
+	srv := newForteServer(t)
+	cfg := configFor(strings.Replace(srv.TokenURL, "127.0.0.1", "localhost", 1))
 	if !strings.Contains(cfg.TokenURL, "localhost") {
 		t.Fatalf("fake server is not on 127.0.0.1: %s", srv.TokenURL)
 	}
 	if _, err := cfg.Token(context.Background()); err != nil {
-		t.Errorf("Token via http://localhost: %s", rfHide(err.Error()))
+		t.Errorf("Token via http://localhost: %s", hide(err.Error()))
 	}
 }
 
-// cfVerbs are the formats every printable value is checked under.
-var cfVerbs = []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%20v", "%-40s"}
-
-// cfFormatAll prints v under every verb and with fmt.Sprint and Sprintln,
-// also inside a slice and a map.
-func cfFormatAll(v any) map[string]string {
-	out := make(map[string]string)
-	for _, verb := range cfVerbs {
-		out[verb] = fmt.Sprintf(verb, v)
+func TestInvalidConfigFailsEveryCallWithoutRequests(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	ts := (&Config{ClientID: srv.ClientID, TokenURL: srv.TokenURL}).TokenSource(context.Background())
+	for range 3 {
+		if _, err := ts.Token(); !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("err = %v, want ErrInvalidConfig", err)
+		}
 	}
-	out["Sprint"] = fmt.Sprint(v)
-	out["Sprintln"] = fmt.Sprintln(v)
-	out["in a slice"] = fmt.Sprintf("%+v", []any{v})
-	out["in a map"] = fmt.Sprintf("%#v", map[string]any{"cfg": v})
-	return out
+	if n := tokenRequests(srv); n != 0 {
+		t.Fatalf("token requests = %d, want 0", n)
+	}
+}
+
+func TestNilContextIsBackground(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+	//lint:ignore SA1012 a nil context must not panic
+	if _, err := cfg.TokenSource(nil).Token(); err != nil {
+		t.Fatal(err)
+	}
+	//lint:ignore SA1012 a nil context must not panic
+	if _, err := cfg.Token(nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigChangesAfterTokenSourceHaveNoEffect(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+	ts := cfg.TokenSource(context.Background())
+	cfg.ClientSecret = "changed"
+	cfg.TokenURL = "http://example.com/"
+	mustToken(t, ts)
+}
+
+func TestSourceContextSuppliesValuesOnly(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	var viaCtxClient atomic.Int64
+	hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		viaCtxClient.Add(1)
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), oauth2.HTTPClient, hc))
+	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+	ts := cfg.TokenSource(ctx)
+	cancel() // a request-scoped context ending must not break later refreshes
+
+	mustToken(t, ts)
+	if viaCtxClient.Load() != 1 {
+		t.Fatalf("the oauth2.HTTPClient of the source's context sent %d token requests, want 1", viaCtxClient.Load())
+	}
+}
+
+func TestConfigTokenStopsWhenCallerCancels(t *testing.T) {
+	t.Run("while the request is in flight", func(t *testing.T) {
+		started := make(chan struct{})
+		var once sync.Once
+		testDone := make(chan struct{})
+		stub := newStub(t, func(w http.ResponseWriter, r *http.Request) {
+			once.Do(func() { close(started) })
+			select { // hang until the client goes away
+			case <-r.Context().Done():
+			case <-testDone:
+			}
+		})
+		t.Cleanup(func() { close(testDone) }) // runs before stub.Close
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			<-started
+			cancel()
+		}()
+
+		start := time.Now()
+		tok, err := configFor(stub.URL + fortetest.TokenPath).Token(ctx)
+		elapsed := time.Since(start)
+		if err == nil {
+			t.Fatalf("Token succeeded (token of %d bytes) after the caller cancelled", len(tok.AccessToken))
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("errors.Is(err, context.Canceled) is false for %s", hide(err.Error()))
+		}
+		if elapsed > 5*time.Second {
+			t.Errorf("Token took %v to notice the cancellation", elapsed)
+		}
+		if n := stub.requests.Load(); n != 1 {
+			t.Errorf("server saw %d requests, want 1 (no retry after cancellation)", n)
+		}
+	})
+	t.Run("before the call", func(t *testing.T) {
+		srv := newForteServer(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := configFor(srv.TokenURL).Token(ctx)
+		if !errors.Is(err, context.Canceled) {
+			msg := "<nil>"
+			if err != nil {
+				msg = hide(err.Error())
+			}
+			t.Errorf("errors.Is(err, context.Canceled) is false for %s", msg)
+		}
+		if n := srv.Stats().TokenRequests; n != 0 {
+			t.Errorf("server saw %d token requests, want 0", n)
+		}
+	})
+}
+
+func TestConfigTokenAgainstFakeServer(t *testing.T) {
+	srv := newForteServer(t)
+	before := time.Now()
+	tok, err := configFor(srv.TokenURL).Token(context.Background())
+	after := time.Now()
+	if err != nil {
+		t.Fatalf("Token: %s", hide(err.Error()))
+	}
+	if tok.TokenType != "Bearer" || tok.ExpiresIn != 3600 || !tok.Valid() {
+		t.Errorf("token type %q, expires_in %d, valid %v; want a valid Bearer token for 3600s", tok.TokenType, tok.ExpiresIn, tok.Valid())
+	}
+	if tok.Expiry.Before(before.Add(time.Hour).Truncate(time.Second)) || tok.Expiry.After(after.Add(time.Hour)) {
+		t.Errorf("Expiry = %v, want about an hour from %v", tok.Expiry, before)
+	}
+	// The token works against the fake API.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v3/payments", nil)
+	tok.SetAuthHeader(req)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("API answered %d to the fetched token, want 200", resp.StatusCode)
+	}
+	if h := srv.LastTokenRequestHeader(); !strings.HasPrefix(h.Get("User-Agent"), "forteauth-go/") {
+		t.Errorf("User-Agent = %q", h.Get("User-Agent"))
+	}
+}
+
+func TestConfigTokenUsesContextHTTPClient(t *testing.T) {
+	srv := newForteServer(t)
+	ctxTransport := &countingTransport{}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: ctxTransport})
+
+	if _, err := configFor(srv.TokenURL).Token(ctx); err != nil {
+		t.Fatalf("Token: %s", hide(err.Error()))
+	}
+	if n := ctxTransport.n.Load(); n != 1 {
+		t.Errorf("the context's client sent %d requests, want 1", n)
+	}
+}
+
+func TestConfigTokenPrefersConfigHTTPClientOverContext(t *testing.T) {
+	srv := newForteServer(t)
+	ctxTransport, cfgTransport := &countingTransport{}, &countingTransport{}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: ctxTransport})
+	cfg := configFor(srv.TokenURL)
+	cfg.HTTPClient = &http.Client{Transport: cfgTransport}
+
+	if _, err := cfg.Token(ctx); err != nil {
+		t.Fatalf("Token: %s", hide(err.Error()))
+	}
+	if n := cfgTransport.n.Load(); n != 1 {
+		t.Errorf("Config.HTTPClient sent %d requests, want 1", n)
+	}
+	if n := ctxTransport.n.Load(); n != 0 {
+		t.Errorf("the context's client sent %d requests, want 0", n)
+	}
+}
+
+func TestClientReturnsConfigErrorsWithoutSendingAnything(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	c := (&Config{ClientID: srv.ClientID, TokenURL: srv.TokenURL}).Client(context.Background())
+	_, err := c.Get(srv.URL + "/v3/x")
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("err = %v, want ErrInvalidConfig", err)
+	}
+	if st := srv.Stats(); st.TokenRequests+st.APIRequests != 0 {
+		t.Fatalf("requests reached the server: %+v", st)
+	}
+}
+
+func TestClientKeepsTheBaseClientsSettings(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	var viaBase atomic.Int64
+	redirects := func(*http.Request, []*http.Request) error { return errors.New("stop") }
+	base := &http.Client{
+		Timeout:       7 * time.Second,
+		CheckRedirect: redirects,
+		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			viaBase.Add(1)
+			return http.DefaultTransport.RoundTrip(r)
+		}),
+	}
+	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL, HTTPClient: base}
+	c := cfg.Client(context.Background())
+	if c.Timeout != 7*time.Second || c.CheckRedirect == nil {
+		t.Fatal("Client dropped HTTPClient's Timeout or CheckRedirect")
+	}
+	if code := get(t, c, srv.URL+"/v3/x"); code != 200 || viaBase.Load() != 2 {
+		t.Fatalf("status %d; %d requests went through HTTPClient's transport, want 2 (token and API)", code, viaBase.Load())
+	}
+
+	ctxClient := &http.Client{Timeout: 9 * time.Second, Transport: base.Transport}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, ctxClient)
+	c = (&Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}).Client(ctx)
+	if c.Timeout != 9*time.Second {
+		t.Fatal("Client ignored the context's oauth2.HTTPClient")
+	}
+	if code := get(t, c, srv.URL+"/v3/x"); code != 200 || viaBase.Load() != 4 {
+		t.Fatalf("status %d; %d requests through the context client's transport, want 4", code, viaBase.Load())
+	}
 }
 
 func TestConfigFormattingHidesSecret(t *testing.T) {
-	cfg := rfConfig(SandboxTokenURL)
+	cfg := configFor(SandboxTokenURL)
 	cfg.HTTPClient = http.DefaultClient
 	for _, tc := range []struct {
 		name string
 		v    any
 	}{{"value", *cfg}, {"pointer", cfg}} {
 		t.Run(tc.name, func(t *testing.T) {
-			for how, s := range cfFormatAll(tc.v) {
-				rfAssertAbsent(t, how+" output", s, cfSecretForms(rfSecret)...)
+			for how, s := range formatAll(tc.v) {
+				assertAbsent(t, how+" output", s, printedForms(testSecret)...)
 				if how == "%x" || how == "%X" {
-					if !strings.Contains(strings.ToLower(s), hex.EncodeToString([]byte(rfClientID))) {
-						t.Errorf("%s output %q does not show ClientID", how, rfHide(s))
+					if !strings.Contains(strings.ToLower(s), hex.EncodeToString([]byte(testClientID))) {
+						t.Errorf("%s output %q does not show ClientID", how, hide(s))
 					}
 					continue
 				}
-				if !strings.Contains(s, rfClientID) {
-					t.Errorf("%s output %q does not show ClientID", how, rfHide(s))
+				if !strings.Contains(s, testClientID) {
+					t.Errorf("%s output %q does not show ClientID", how, hide(s))
 				}
 				if !strings.Contains(s, redacted) {
-					t.Errorf("%s output %q does not show that a secret is set", how, rfHide(s))
+					t.Errorf("%s output %q does not show that a secret is set", how, hide(s))
 				}
 			}
 		})
@@ -167,19 +364,19 @@ func TestConfigFormattingHidesSecret(t *testing.T) {
 
 	goSyntax := fmt.Sprintf("%#v", *cfg)
 	if !strings.HasPrefix(goSyntax, "forteauth.Config{") {
-		t.Errorf("%%#v = %q, want it to start with forteauth.Config{", rfHide(goSyntax))
+		t.Errorf("%%#v = %q, want it to start with forteauth.Config{", hide(goSyntax))
 	}
 	if !strings.Contains(goSyntax, `ClientSecret:"[REDACTED]"`) {
-		t.Errorf("%%#v = %q, want ClientSecret:\"[REDACTED]\"", rfHide(goSyntax))
+		t.Errorf("%%#v = %q, want ClientSecret:\"[REDACTED]\"", hide(goSyntax))
 	}
-	if cfg.ClientSecret != rfSecret {
+	if cfg.ClientSecret != testSecret {
 		t.Error("formatting changed the Config's ClientSecret")
 	}
 }
 
 func TestConfigFormattingShowsEmptySecretAsEmpty(t *testing.T) {
-	cfg := Config{ClientID: rfClientID, TokenURL: SandboxTokenURL}
-	for how, s := range cfFormatAll(cfg) {
+	cfg := Config{ClientID: testClientID, TokenURL: SandboxTokenURL}
+	for how, s := range formatAll(cfg) {
 		if strings.Contains(s, redacted) || strings.Contains(s, hex.EncodeToString([]byte(redacted))) {
 			t.Errorf("%s output %q claims a secret is set", how, s)
 		}
@@ -194,50 +391,9 @@ func TestConfigFormattingShowsEmptySecretAsEmpty(t *testing.T) {
 	}
 }
 
-// cfFetchedSource returns a TokenSource for the fake server that holds a
-// token, and that token.
-func cfFetchedSource(t *testing.T) (*TokenSource, string) {
-	t.Helper()
-	srv := rfForte(t)
-	ts := rfConfig(srv.TokenURL).TokenSource(context.Background())
-	tok, err := ts.Token()
-	if err != nil {
-		t.Fatalf("Token: %s", rfHide(err.Error()))
-	}
-	if len(tok.AccessToken) < 24 {
-		t.Fatalf("fake server issued a short token (%d bytes)", len(tok.AccessToken))
-	}
-	return ts, tok.AccessToken
-}
-
-func TestTokenSourceFormattingHidesSecretAndToken(t *testing.T) {
-	srv := rfForte(t)
-	empty := rfConfig(srv.TokenURL).TokenSource(context.Background())
-	fetched, token := cfFetchedSource(t)
-	for _, tc := range []struct {
-		name string
-		ts   *TokenSource
-	}{{"before any fetch", empty}, {"holding a token", fetched}} {
-		t.Run(tc.name, func(t *testing.T) {
-			for how, s := range cfFormatAll(tc.ts) {
-				rfAssertAbsent(t, how+" output", s, append(cfSecretForms(rfSecret), cfSecretForms(token)...)...)
-				if !strings.Contains(s, rfClientID) {
-					t.Errorf("%s output %q does not show ClientID", how, rfHide(s, token))
-				}
-			}
-		})
-	}
-	if s := fmt.Sprint(fetched); !strings.Contains(s, token[:4]) || !strings.Contains(s, redacted) {
-		t.Errorf("output %q does not identify the token by its prefix and mark the rest redacted", rfHide(s, token))
-	}
-	if s := fmt.Sprintf("%v", (*TokenSource)(nil)); s != "(*forteauth.TokenSource)(nil)" {
-		t.Errorf("nil *TokenSource prints %q", s)
-	}
-}
-
 func TestSlogHidesSecretAndToken(t *testing.T) {
-	cfg := rfConfig(SandboxTokenURL)
-	ts, token := cfFetchedSource(t)
+	cfg := configFor(SandboxTokenURL)
+	ts, token := fetchedSource(t)
 	handlers := map[string]func(*bytes.Buffer) slog.Handler{
 		"text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
 		"json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
@@ -253,12 +409,12 @@ func TestSlogHidesSecretAndToken(t *testing.T) {
 				logger.With("v", v).Info("as With")
 				logger.Info("in a group", slog.Group("g", "v", v))
 				s := buf.String()
-				rfAssertAbsent(t, "log", s, rfSecret, token)
-				if strings.Count(s, rfClientID) < 4 {
-					t.Errorf("log %q does not show client_id on every line", rfHide(s, token))
+				assertAbsent(t, "log", s, testSecret, token)
+				if strings.Count(s, testClientID) < 4 {
+					t.Errorf("log %q does not show client_id on every line", hide(s, token))
 				}
 				if !strings.Contains(s, "client_id") {
-					t.Errorf("log %q has no client_id key", rfHide(s, token))
+					t.Errorf("log %q has no client_id key", hide(s, token))
 				}
 			})
 		}
@@ -273,7 +429,7 @@ func TestSlogHidesSecretOfConfigInsideLoggedStruct(t *testing.T) {
 		Name  string
 		Forte Config
 	}
-	v := settings{Name: "payments", Forte: *rfConfig(SandboxTokenURL)}
+	v := settings{Name: "payments", Forte: *configFor(SandboxTokenURL)}
 	for hname, h := range map[string]func(*bytes.Buffer) slog.Handler{
 		"text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
 		"json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
@@ -282,56 +438,55 @@ func TestSlogHidesSecretOfConfigInsideLoggedStruct(t *testing.T) {
 			var buf bytes.Buffer
 			slog.New(h(&buf)).Info("settings", "settings", v)
 			s := buf.String()
-			rfAssertAbsent(t, "log", s, rfSecret)
-			if !strings.Contains(s, rfClientID) {
-				t.Errorf("log %q does not show the client ID", rfHide(s))
+			assertAbsent(t, "log", s, testSecret)
+			if !strings.Contains(s, testClientID) {
+				t.Errorf("log %q does not show the client ID", hide(s))
 			}
 		})
 	}
 }
 
 func TestConfigLoggerNeverReceivesSecret(t *testing.T) {
-	echo := `{"error":{"message":"bad client_secret ` + rfSecret + `","reason":"%s","status":%d}}`
+	echo := `{"error":{"message":"bad client_secret ` + testSecret + `","reason":"%s","status":%d}}`
 	fail := func(status int) fortetest.Failure {
 		return fortetest.Failure{Status: status, Body: fmt.Sprintf(echo, http.StatusText(status), status)}
 	}
 
 	t.Run("fetch retrying 500s", func(t *testing.T) {
-		srv := rfForte(t)
+		srv := newForteServer(t)
 		srv.SetFailureRate(1, fail(http.StatusInternalServerError))
 		logger, logs := newTestLogger()
-		cfg := rfConfig(srv.TokenURL)
+		cfg := configFor(srv.TokenURL)
 		cfg.Logger = logger
-		f, _ := testFetcher(t, cfg)
-		if _, _, err := f.fetch(context.Background()); err == nil {
+		f, _ := testEndpoint(t, cfg)
+		if _, err := f.fetch(context.Background()); err == nil {
 			t.Fatal("fetch succeeded against a failing server")
 		}
 		s := logs.String()
 		if !strings.Contains(s, "retrying token request") {
-			t.Fatalf("no retry was logged: %q", rfHide(s))
+			t.Fatalf("no retry was logged: %q", hide(s))
 		}
-		rfAssertAbsent(t, "log", s, rfSecret)
+		assertAbsent(t, "log", s, testSecret)
 	})
 
 	t.Run("TokenSource failing with 500s then 401", func(t *testing.T) {
-		srv := rfForte(t)
+		srv := newForteServer(t)
 		logger, logs := newTestLogger()
-		cfg := rfConfig(srv.TokenURL)
-		cfg.Logger = logger
-		ts, clock, _ := testSource(t, cfg)
+		src := newTestSource(t, withTokenURL(srv.TokenURL), withConfig(func(c *Config) { c.Logger = logger }))
+		ts, clock := src.ts, src.clock
 
 		srv.FailNext(fail(500), fail(502), fail(503), fail(504))
 		if _, err := ts.Token(); err == nil {
 			t.Fatal("Token succeeded though every attempt failed")
 		} else {
-			rfAssertAbsent(t, "error", err.Error(), rfSecret)
+			assertAbsent(t, "error", err.Error(), testSecret)
 		}
 		clock.Advance(time.Minute) // past the cool-down
 		srv.FailNext(fail(http.StatusUnauthorized))
 		if _, err := ts.Token(); err == nil {
 			t.Fatal("Token succeeded after a 401")
 		} else {
-			rfAssertAbsent(t, "error", err.Error(), rfSecret)
+			assertAbsent(t, "error", err.Error(), testSecret)
 		}
 
 		s := logs.String()
@@ -339,8 +494,8 @@ func TestConfigLoggerNeverReceivesSecret(t *testing.T) {
 			t.Errorf("server saw %d token requests, want 5", n)
 		}
 		if !strings.Contains(s, "retrying token request") || !strings.Contains(s, "401") {
-			t.Fatalf("log does not show the retries and the 401: %q", rfHide(s))
+			t.Fatalf("log does not show the retries and the 401: %q", hide(s))
 		}
-		rfAssertAbsent(t, "log", s, rfSecret)
+		assertAbsent(t, "log", s, testSecret)
 	})
 }

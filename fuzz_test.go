@@ -36,7 +36,7 @@ var accessTokenInBody = regexp.MustCompile(`"access_token"\s*:\s*"([^"\\]*)"`)
 func numberLike(s string) bool { return strings.Trim(s, "0123456789+-.eE") == "" }
 
 func FuzzParseToken(f *testing.F) {
-	f.Add([]byte(rfTokenBody(rfToken, "Bearer", 3600)))
+	f.Add([]byte(tokenBody(testAccessToken, "Bearer", 3600)))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		tok, err := parseToken(body, newRedactor("fuzz-client", "fuzz-secret"))
 		if err == nil {
@@ -88,8 +88,8 @@ func FuzzRetryAfter(f *testing.F) {
 			t.Fatalf("retryAfter(%q, %v) = %v, negative", v, now, d)
 		}
 		resp := &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{"Retry-After": {v}}}
-		if d := retryableStatus(resp, now); d < 0 {
-			t.Fatalf("a 503 with Retry-After %q is final (%v); it should be retried", v, d)
+		if d := statusRetry(resp, now); !d.again || d.after < 0 {
+			t.Fatalf("a 503 with Retry-After %q is final (%+v); it should be retried", v, d)
 		}
 	})
 }

@@ -34,7 +34,7 @@ const minRedactLen = 4
 
 // redactor removes one client secret from text, in every form the library
 // produces or a server could plausibly echo. One is made per Config, by
-// newFetcher (so one per TokenSource, or per Config.Token call), and
+// newTokenSource (so one per TokenSource) and by Config.Token, and
 // everything built from what a server sent and everything logged goes
 // through it; validating or printing a Config makes one of its own. It is for error and log paths only, and builds
 // its tables on first use, so that a TokenSource that never fails carries
@@ -445,16 +445,6 @@ func (r *redactor) parseError(err error) string {
 		err = ue.Err
 	}
 	return "TokenURL does not parse as a URL: " + r.String(err.Error())
-}
-
-// logger returns the logger for everything that a fetcher, a TokenSource
-// and its Store sharing made from c log: c.Logger behind a redactingHandler
-// using r, or one that discards everything if c.Logger is nil.
-func (c *Config) logger(r *redactor) *slog.Logger {
-	if c.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(&redactingHandler{c.Logger.Handler(), r})
 }
 
 // redactingHandler hands records to h with the secret removed from the

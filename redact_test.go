@@ -26,9 +26,9 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// rdSecrets are secrets with every character that some encoding of the
+// awkwardSecrets are secrets with every character that some encoding of the
 // secret changes.
-var rdSecrets = []struct{ name, secret string }{
+var awkwardSecrets = []struct{ name, secret string }{
 	{"plain", "s3cr3t-value-XYZ"},
 	{`with "`, `s3cr3t"value`},
 	{`with \`, `s3cr3t\value`},
@@ -45,10 +45,10 @@ var rdSecrets = []struct{ name, secret string }{
 	{"100 bytes", strings.Repeat("Ab+/%é<&", 11) + "Z"},
 }
 
-// rdForms are the forms of secret that must appear nowhere, by name,
+// encodedForms are the forms of secret that must appear nowhere, by name,
 // computed here with the standard library and by hand, independently of
 // the redactor.
-func rdForms(clientID, secret string) map[string]string {
+func encodedForms(clientID, secret string) map[string]string {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -62,10 +62,10 @@ func rdForms(clientID, secret string) map[string]string {
 		"encoding/json":                         string(withHTML[1 : len(withHTML)-1]),
 		"encoding/json without HTML escaping":   noHTML[1 : len(noHTML)-1],
 		"encoding/json with upper-case hex":     upperU.ReplaceAllStringFunc(string(withHTML[1:len(withHTML)-1]), func(e string) string { return `\u` + strings.ToUpper(e[2:]) }),
-		"PHP json_encode":                       rdJSONByHand(secret, true, true),
-		"Python json.dumps":                     rdJSONByHand(secret, false, true),
-		"JavaScript JSON.stringify":             rdJSONByHand(secret, false, false),
-		"every character as upper-case \\uXXXX": rdEveryCharEscaped(secret),
+		"PHP json_encode":                       jsonByHand(secret, true, true),
+		"Python json.dumps":                     jsonByHand(secret, false, true),
+		"JavaScript JSON.stringify":             jsonByHand(secret, false, false),
+		"every character as upper-case \\uXXXX": everyCharEscaped(secret),
 		"strconv.Quote":                         strconv.Quote(secret)[1 : len(strconv.Quote(secret))-1],
 		"url.QueryEscape":                       url.QueryEscape(secret),
 		"url.PathEscape":                        url.PathEscape(secret),
@@ -82,10 +82,10 @@ func rdForms(clientID, secret string) map[string]string {
 	return forms
 }
 
-// rdJSONByHand writes s as a JSON string body the way other encoders do:
+// jsonByHand writes s as a JSON string body the way other encoders do:
 // slash escapes / as \/ (PHP), ascii writes everything outside ' '..'~'
 // as \uXXXX (PHP, Python); without ascii, U+2028 stays raw (JavaScript).
-func rdJSONByHand(s string, slash, ascii bool) string {
+func jsonByHand(s string, slash, ascii bool) string {
 	var b strings.Builder
 	for _, c := range s {
 		switch {
@@ -106,8 +106,8 @@ func rdJSONByHand(s string, slash, ascii bool) string {
 	return b.String()
 }
 
-// rdEveryCharEscaped writes every character of s as \uXXXX, upper case.
-func rdEveryCharEscaped(s string) string {
+// everyCharEscaped writes every character of s as \uXXXX, upper case.
+func everyCharEscaped(s string) string {
 	var b strings.Builder
 	for _, u := range utf16.Encode([]rune(s)) {
 		fmt.Fprintf(&b, "\\u%04X", u)
@@ -115,9 +115,9 @@ func rdEveryCharEscaped(s string) string {
 	return b.String()
 }
 
-// rdAssertNoForm fails if any form in forms occurs in s, naming the form
+// assertNoForm fails if any form in forms occurs in s, naming the form
 // but not printing s.
-func rdAssertNoForm(t *testing.T, what, s string, forms map[string]string) {
+func assertNoForm(t *testing.T, what, s string, forms map[string]string) {
 	t.Helper()
 	for name, f := range forms {
 		if strings.Contains(s, f) {
@@ -127,15 +127,15 @@ func rdAssertNoForm(t *testing.T, what, s string, forms map[string]string) {
 }
 
 func TestRedactorRemovesEveryForm(t *testing.T) {
-	for _, sc := range rdSecrets {
+	for _, sc := range awkwardSecrets {
 		t.Run(sc.name, func(t *testing.T) {
-			r := newRedactor(rfClientID, sc.secret)
-			forms := rdForms(rfClientID, sc.secret)
+			r := newRedactor(testClientID, sc.secret)
+			forms := encodedForms(testClientID, sc.secret)
 			for name, f := range forms {
 				got := r.String("before " + f + " after")
-				rdAssertNoForm(t, "redacted "+name, got, forms)
+				assertNoForm(t, "redacted "+name, got, forms)
 				if got != "before [REDACTED] after" {
-					t.Errorf("%s: got %d bytes %q around the marker, want only \"before [REDACTED] after\"", name, len(got), rdStrip(got, forms))
+					t.Errorf("%s: got %d bytes %q around the marker, want only \"before [REDACTED] after\"", name, len(got), stripForms(got, forms))
 				}
 			}
 			var all []string
@@ -144,7 +144,7 @@ func TestRedactorRemovesEveryForm(t *testing.T) {
 			}
 			slices.Sort(all)
 			got := r.String(strings.Join(all, "|"))
-			rdAssertNoForm(t, "every form, joined", got, forms)
+			assertNoForm(t, "every form, joined", got, forms)
 			if n := strings.Count(got, redacted); n < len(all) {
 				t.Errorf("%d forms joined gave %d markers", len(all), n)
 			}
@@ -152,8 +152,8 @@ func TestRedactorRemovesEveryForm(t *testing.T) {
 	}
 }
 
-// rdStrip replaces the forms in s, for a failure message.
-func rdStrip(s string, forms map[string]string) string {
+// stripForms replaces the forms in s, for a failure message.
+func stripForms(s string, forms map[string]string) string {
 	for _, f := range forms {
 		s = strings.ReplaceAll(s, f, "<FORM>")
 	}
@@ -161,7 +161,7 @@ func rdStrip(s string, forms map[string]string) string {
 }
 
 func TestRedactorLeavesOtherTextAlone(t *testing.T) {
-	r := newRedactor(rfClientID, rfSecret)
+	r := newRedactor(testClientID, testSecret)
 	for _, s := range []string{
 		"", "forteauth: token endpoint answered 401 Unauthorized", `{"error":{"message":"invalid params"}}`,
 		"%41%42 \\u0041", "s3cr3t-value", "S3CR3T-VALUE-XYZ",
@@ -176,7 +176,7 @@ func TestRedactorLeavesOtherTextAlone(t *testing.T) {
 }
 
 func TestRedactorExemptsShortSecretsFromSubstrings(t *testing.T) {
-	r := newRedactor(rfClientID, "cab")
+	r := newRedactor(testClientID, "cab")
 	if got := r.String("grab a cab"); got != "grab a cab" {
 		t.Errorf("a 3-byte secret redacted ordinary text: %q", got)
 	}
@@ -186,20 +186,20 @@ func TestRedactorExemptsShortSecretsFromSubstrings(t *testing.T) {
 	if got := string(r.body([]byte(`{"client_secret":"cab","note":"a cab"}`))); got != `{"client_secret":"[REDACTED]","note":"a cab"}` {
 		t.Errorf("JSON value equal to a 3-byte secret: body %q", got)
 	}
-	if got := newRedactor(rfClientID, "abcd").String("xabcdx"); got != "x[REDACTED]x" {
+	if got := newRedactor(testClientID, "abcd").String("xabcdx"); got != "x[REDACTED]x" {
 		t.Errorf("a 4-byte secret inside text: %q, want it redacted", got)
 	}
 }
 
 func TestRedactorBodyDecodesNestedJSON(t *testing.T) {
 	secret := `s3cr3t"value`
-	r := newRedactor(rfClientID, secret)
-	forms := rdForms(rfClientID, secret)
+	r := newRedactor(testClientID, secret)
+	forms := encodedForms(testClientID, secret)
 	req, _ := json.Marshal(map[string]string{"client_secret": secret})
 	inner, _ := json.Marshal(map[string]string{"echo": string(req)})
 	body, _ := json.Marshal(map[string]any{"error": map[string]any{"message": string(inner)}})
 	got := r.body(body)
-	rdAssertNoForm(t, "body", string(got), forms)
+	assertNoForm(t, "body", string(got), forms)
 	var v struct {
 		Error struct{ Message string } `json:"error"`
 	}
@@ -210,29 +210,29 @@ func TestRedactorBodyDecodesNestedJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(v.Error.Message), &echo); err != nil {
 		t.Fatalf("the message is no longer JSON: %v", err)
 	}
-	rdAssertNoForm(t, "JSON two strings deep", echo.Echo, forms)
+	assertNoForm(t, "JSON two strings deep", echo.Echo, forms)
 	if !strings.Contains(echo.Echo, redacted) {
-		t.Errorf("JSON two strings deep, %q, has no marker", rdStrip(echo.Echo, forms))
+		t.Errorf("JSON two strings deep, %q, has no marker", stripForms(echo.Echo, forms))
 	}
 }
 
-// rdEchoServer is a token endpoint on a raw TCP listener. It answers each
+// echoServer is a token endpoint on a raw TCP listener. It answers each
 // request with what answer writes, from the request's path, body and
 // credentials, so that an answer can hold what net/http would not write:
 // any reason phrase, header or status line.
-type rdEchoServer struct {
+type echoServer struct {
 	ln     net.Listener
 	wg     sync.WaitGroup
 	answer func(path string, body []byte, id, secret string) string
 }
 
-func rdNewEchoServer(t *testing.T, answer func(path string, body []byte, id, secret string) string) *rdEchoServer {
+func newEchoServer(t *testing.T, answer func(path string, body []byte, id, secret string) string) *echoServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &rdEchoServer{ln: ln, answer: answer}
+	s := &echoServer{ln: ln, answer: answer}
 	s.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
@@ -249,7 +249,7 @@ func rdNewEchoServer(t *testing.T, answer func(path string, body []byte, id, sec
 	return s
 }
 
-func (s *rdEchoServer) serve(c net.Conn) {
+func (s *echoServer) serve(c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	req, err := http.ReadRequest(bufio.NewReader(c))
@@ -265,10 +265,10 @@ func (s *rdEchoServer) serve(c net.Conn) {
 	io.WriteString(c, s.answer(req.URL.Path, body, creds.ID, creds.Secret))
 }
 
-func (s *rdEchoServer) url(path string) string { return "http://" + s.ln.Addr().String() + path }
+func (s *echoServer) url(path string) string { return "http://" + s.ln.Addr().String() + path }
 
-// rdRaw is a raw HTTP/1.1 answer.
-func rdRaw(statusLine string, header []string, body string) string {
+// rawAnswer is a raw HTTP/1.1 answer.
+func rawAnswer(statusLine string, header []string, body string) string {
 	var b strings.Builder
 	b.WriteString(statusLine + "\r\n")
 	for i := 0; i+1 < len(header); i += 2 {
@@ -278,7 +278,7 @@ func rdRaw(statusLine string, header []string, body string) string {
 	return b.String()
 }
 
-func rdJSON(v any) string {
+func mustJSON(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err)
@@ -286,73 +286,73 @@ func rdJSON(v any) string {
 	return string(b)
 }
 
-func rdForteError(status int, message string, extra map[string]any) string {
+func forteError(status int, message string, extra map[string]any) string {
 	e := map[string]any{"message": message, "reason": http.StatusText(status), "status": status}
 	for k, v := range extra {
 		e[k] = v
 	}
-	return rdJSON(map[string]any{"error": e})
+	return mustJSON(map[string]any{"error": e})
 }
 
-// rdEchoWays are the ways a token endpoint (or a proxy) can echo the
+// echoWays are the ways a token endpoint (or a proxy) can echo the
 // secret it received; status is the answer's, 0 for an answer net/http
 // rejects.
-var rdEchoWays = []struct {
+var echoWays = []struct {
 	name   string
 	status int
 	answer func(body []byte, id, secret string) string
 }{
 	{"raw body", 400, func(body []byte, _, _ string) string {
-		return rdRaw("HTTP/1.1 400 Bad Request", []string{"Content-Type", "text/plain"}, "cannot parse "+string(body))
+		return rawAnswer("HTTP/1.1 400 Bad Request", []string{"Content-Type", "text/plain"}, "cannot parse "+string(body))
 	}},
 	{"JSON string in error.message", 401, func(_ []byte, _, secret string) string {
-		return rdRaw("HTTP/1.1 401 Unauthorized", []string{"Content-Type", "application/json"},
-			rdForteError(401, "client_secret "+secret+" is wrong", nil))
+		return rawAnswer("HTTP/1.1 401 Unauthorized", []string{"Content-Type", "application/json"},
+			forteError(401, "client_secret "+secret+" is wrong", nil))
 	}},
 	{"JSON key", 400, func(_ []byte, _, secret string) string {
-		return rdRaw("HTTP/1.1 400 Bad Request", []string{"Content-Type", "application/json"},
-			rdForteError(400, "unknown field", map[string]any{secret: "unknown"}))
+		return rawAnswer("HTTP/1.1 400 Bad Request", []string{"Content-Type", "application/json"},
+			forteError(400, "unknown field", map[string]any{secret: "unknown"}))
 	}},
 	{"nested JSON", 422, func(body []byte, _, secret string) string {
-		return rdRaw("HTTP/1.1 422 Unprocessable Entity", []string{"Content-Type", "application/json"},
-			rdForteError(422, "invalid", map[string]any{
+		return rawAnswer("HTTP/1.1 422 Unprocessable Entity", []string{"Content-Type", "application/json"},
+			forteError(422, "invalid", map[string]any{
 				"details": []any{map[string]any{"request": map[string]any{"body": map[string]any{"client_secret": secret}}}},
 				"raw":     string(body), // JSON inside a JSON string
 			}))
 	}},
 	{"text/plain 500 with every form", 500, func(_ []byte, id, secret string) string {
 		var forms []string
-		for name, f := range rdForms(id, secret) {
+		for name, f := range encodedForms(id, secret) {
 			forms = append(forms, name+"="+f)
 		}
 		slices.Sort(forms)
-		return rdRaw("HTTP/1.1 500 Internal Server Error", []string{"Content-Type", "text/plain"}, strings.Join(forms, "\n"))
+		return rawAnswer("HTTP/1.1 500 Internal Server Error", []string{"Content-Type", "text/plain"}, strings.Join(forms, "\n"))
 	}},
 	{"JSON 403 quoting the request", 403, func(body []byte, _, _ string) string {
-		return rdRaw("HTTP/1.1 403 Forbidden", []string{"Content-Type", "application/json"},
-			rdForteError(403, "rejected "+string(body), nil))
+		return rawAnswer("HTTP/1.1 403 Forbidden", []string{"Content-Type", "application/json"},
+			forteError(403, "rejected "+string(body), nil))
 	}},
 	{"JSON as PHP writes it", 401, func(_ []byte, _, secret string) string {
-		return rdRaw("HTTP/1.1 401 Unauthorized", []string{"Content-Type", "application/json"},
-			`{"error":{"message":"client_secret `+rdJSONByHand(secret, true, true)+` is wrong","reason":"Unauthorized","status":401}}`)
+		return rawAnswer("HTTP/1.1 401 Unauthorized", []string{"Content-Type", "application/json"},
+			`{"error":{"message":"client_secret `+jsonByHand(secret, true, true)+` is wrong","reason":"Unauthorized","status":401}}`)
 	}},
 	{"JSON with every character escaped", 401, func(_ []byte, _, secret string) string {
-		return rdRaw("HTTP/1.1 401 Unauthorized", []string{"Content-Type", "application/json"},
-			`{"error":{"message":"`+rdEveryCharEscaped(secret)+`","reason":"Unauthorized","status":401}}`)
+		return rawAnswer("HTTP/1.1 401 Unauthorized", []string{"Content-Type", "application/json"},
+			`{"error":{"message":"`+everyCharEscaped(secret)+`","reason":"Unauthorized","status":401}}`)
 	}},
 	{"307 Location", 307, func(_ []byte, _, secret string) string {
-		return rdRaw("HTTP/1.1 307 Temporary Redirect", []string{"Location", "https://elsewhere.example/token?client_secret=" + url.QueryEscape(secret)}, "")
+		return rawAnswer("HTTP/1.1 307 Temporary Redirect", []string{"Location", "https://elsewhere.example/token?client_secret=" + url.QueryEscape(secret)}, "")
 	}},
 	{"307 Location with lower-case escapes", 307, func(_ []byte, _, secret string) string {
 		loc := regexp.MustCompile(`%[0-9A-F]{2}`).ReplaceAllStringFunc(url.QueryEscape(secret), strings.ToLower)
-		return rdRaw("HTTP/1.1 307 Temporary Redirect", []string{"Location", "https://elsewhere.example/token?client_secret=" + loc}, "")
+		return rawAnswer("HTTP/1.1 307 Temporary Redirect", []string{"Location", "https://elsewhere.example/token?client_secret=" + loc}, "")
 	}},
 	{"reason phrase", 400, func(_ []byte, _, secret string) string {
-		return rdRaw("HTTP/1.1 400 Bad client_secret "+secret, nil, "")
+		return rawAnswer("HTTP/1.1 400 Bad client_secret "+secret, nil, "")
 	}},
 	{"response headers", 400, func(_ []byte, id, secret string) string {
-		f := rdForms(id, secret)
-		return rdRaw("HTTP/1.1 400 Bad Request", []string{
+		f := encodedForms(id, secret)
+		return rawAnswer("HTTP/1.1 400 Bad Request", []string{
 			"X-Echo", secret,
 			"X-Echo-Json", f["encoding/json"],
 			"X-Echo-Query", f["url.QueryEscape"],
@@ -367,37 +367,34 @@ var rdEchoWays = []struct {
 		return secret + "\r\n\r\n"
 	}},
 	{"201 with the secret as token_type", 0, func(_ []byte, id, secret string) string {
-		return rdRaw("HTTP/1.1 201 Created", []string{"Content-Type", "application/json; x=" + rdForms(id, secret)["url.QueryEscape"]},
-			rdJSON(map[string]any{"data": map[string]any{"access_token": rfToken, "expires_in": 3600, "token_type": secret}}))
+		return rawAnswer("HTTP/1.1 201 Created", []string{"Content-Type", "application/json; x=" + encodedForms(id, secret)["url.QueryEscape"]},
+			mustJSON(map[string]any{"data": map[string]any{"access_token": testAccessToken, "expires_in": 3600, "token_type": secret}}))
 	}},
 }
 
 func TestNoFormOfTheSecretInAnythingBuiltFromAnAnswer(t *testing.T) {
-	srv := rdNewEchoServer(t, func(path string, body []byte, id, secret string) string {
-		for _, w := range rdEchoWays {
+	srv := newEchoServer(t, func(path string, body []byte, id, secret string) string {
+		for _, w := range echoWays {
 			if path == "/"+w.name {
 				return w.answer(body, id, secret)
 			}
 		}
-		return rdRaw("HTTP/1.1 404 Not Found", nil, "")
+		return rawAnswer("HTTP/1.1 404 Not Found", nil, "")
 	})
-	for _, way := range rdEchoWays {
-		for _, sc := range rdSecrets {
+	for _, way := range echoWays {
+		for _, sc := range awkwardSecrets {
 			t.Run(way.name+"/"+sc.name, func(t *testing.T) {
-				forms := rdForms(rfClientID, sc.secret)
+				forms := encodedForms(testClientID, sc.secret)
 				status := way.status // 0: no RetrieveError
 				if (way.name == "response headers" || way.name == "response trailer") && strings.Contains(sc.secret, "\x01") {
 					status = 0 // net/http rejects the header line, quoting it
 				}
 
-				logs := &rdLogCapture{}
+				logs := &logCapture{}
 				tr := &http.Transport{}
 				t.Cleanup(tr.CloseIdleConnections)
-				cfg := rfConfig(srv.url("/" + url.PathEscape(way.name)))
-				cfg.ClientSecret = sc.secret
-				cfg.HTTPClient = &http.Client{Transport: tr}
-				cfg.Logger = slog.New(logs)
-				ts, _, _ := testSource(t, cfg)
+				ts := newTestSource(t, withTokenURL(srv.url("/"+url.PathEscape(way.name))), withHTTPClient(&http.Client{Transport: tr}),
+					withConfig(func(c *Config) { c.ClientSecret, c.Logger = sc.secret, slog.New(logs) })).ts
 
 				_, err := ts.Token()
 				if err == nil {
@@ -409,11 +406,11 @@ func TestNoFormOfTheSecretInAnythingBuiltFromAnAnswer(t *testing.T) {
 				}
 				for _, e := range []error{err, again} {
 					for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q"} {
-						rdAssertNoForm(t, "error printed with "+verb, fmt.Sprintf(verb, e), forms)
+						assertNoForm(t, "error printed with "+verb, fmt.Sprintf(verb, e), forms)
 					}
 				}
 				if !strings.HasPrefix(err.Error(), "forteauth: ") || !strings.Contains(err.Error(), "before the next attempt") {
-					t.Errorf("error %q is not the cool-down error", rdStrip(err.Error(), forms))
+					t.Errorf("error %q is not the cool-down error", stripForms(err.Error(), forms))
 				}
 
 				var re *oauth2.RetrieveError
@@ -424,43 +421,43 @@ func TestNoFormOfTheSecretInAnythingBuiltFromAnAnswer(t *testing.T) {
 					}
 					re = nil
 				case !errors.As(err, &re):
-					t.Errorf("error does not unwrap to *oauth2.RetrieveError: %s", rdStrip(err.Error(), forms))
+					t.Errorf("error does not unwrap to *oauth2.RetrieveError: %s", stripForms(err.Error(), forms))
 				default:
 					if re.Response.StatusCode != status {
 						t.Errorf("RetrieveError has status %d, want %d", re.Response.StatusCode, status)
 					}
-					rdAssertNoForm(t, "RetrieveError.Body", string(re.Body), forms)
-					rdAssertNoForm(t, "RetrieveError.ErrorCode", re.ErrorCode, forms)
-					rdAssertNoForm(t, "RetrieveError.ErrorDescription", re.ErrorDescription, forms)
-					rdAssertNoForm(t, "RetrieveError.Error()", re.Error(), forms)
-					rdAssertNoForm(t, "RetrieveError printed with %+v", fmt.Sprintf("%+v", *re), forms)
-					rdAssertNoForm(t, "RetrieveError.Response.Status", re.Response.Status, forms)
-					rdAssertNoForm(t, "RetrieveError.Response printed with %+v", fmt.Sprintf("%+v", *re.Response), forms)
+					assertNoForm(t, "RetrieveError.Body", string(re.Body), forms)
+					assertNoForm(t, "RetrieveError.ErrorCode", re.ErrorCode, forms)
+					assertNoForm(t, "RetrieveError.ErrorDescription", re.ErrorDescription, forms)
+					assertNoForm(t, "RetrieveError.Error()", re.Error(), forms)
+					assertNoForm(t, "RetrieveError printed with %+v", fmt.Sprintf("%+v", *re), forms)
+					assertNoForm(t, "RetrieveError.Response.Status", re.Response.Status, forms)
+					assertNoForm(t, "RetrieveError.Response printed with %+v", fmt.Sprintf("%+v", *re.Response), forms)
 					for what, h := range map[string]http.Header{"Header": re.Response.Header, "Trailer": re.Response.Trailer} {
 						for k, vs := range h {
-							rdAssertNoForm(t, "RetrieveError.Response."+what+" key", k, forms)
+							assertNoForm(t, "RetrieveError.Response."+what+" key", k, forms)
 							for _, v := range vs {
-								rdAssertNoForm(t, "RetrieveError.Response."+what+"["+k+"]", v, forms)
+								assertNoForm(t, "RetrieveError.Response."+what+"["+k+"]", v, forms)
 							}
 						}
 					}
 				}
-				rdCheckWhatIsLeft(t, way.name, status, err, re, forms)
+				checkWhatIsLeft(t, way.name, status, err, re, forms)
 
 				recs, seen := logs.snapshot()
 				if recs == 0 {
 					t.Fatal("nothing was logged for a failed fetch")
 				}
 				for _, s := range seen {
-					rdAssertNoForm(t, "a logged string", s, forms)
+					assertNoForm(t, "a logged string", s, forms)
 				}
 			})
 		}
 	}
 }
 
-// rdCheckWhatIsLeft checks that redaction kept what the error is for.
-func rdCheckWhatIsLeft(t *testing.T, way string, status int, err error, re *oauth2.RetrieveError, forms map[string]string) {
+// checkWhatIsLeft checks that redaction kept what the error is for.
+func checkWhatIsLeft(t *testing.T, way string, status int, err error, re *oauth2.RetrieveError, forms map[string]string) {
 	t.Helper()
 	msg := err.Error()
 	want := ""
@@ -476,43 +473,43 @@ func rdCheckWhatIsLeft(t *testing.T, way string, status int, err error, re *oaut
 	case "201 with the secret as token_type":
 		want = `data.token_type is "[REDACTED]"; only Bearer is supported (HTTP 201, `
 		if !errors.Is(err, ErrInvalidResponse) {
-			t.Errorf("error %q does not wrap ErrInvalidResponse", rdStrip(msg, forms))
+			t.Errorf("error %q does not wrap ErrInvalidResponse", stripForms(msg, forms))
 		}
 	case "response trailer":
 		if status != 0 {
 			if got := re.Response.Trailer.Get("X-Echo"); got != redacted {
-				t.Errorf("trailer X-Echo is %q, want %q", rdStrip(got, forms), redacted)
+				t.Errorf("trailer X-Echo is %q, want %q", stripForms(got, forms), redacted)
 			}
 		}
 	case "response headers":
 		if status != 0 {
 			for _, k := range []string{"X-Echo", "X-Echo-Json", "X-Echo-Query"} {
 				if got := re.Response.Header.Get(k); got != redacted {
-					t.Errorf("header %s is %q, want %q", k, rdStrip(got, forms), redacted)
+					t.Errorf("header %s is %q, want %q", k, stripForms(got, forms), redacted)
 				}
 			}
 			if got := re.Response.Header.Get("X-Echo-Auth"); got != "Basic "+redacted {
-				t.Errorf("header X-Echo-Auth is %q, want %q", rdStrip(got, forms), "Basic "+redacted)
+				t.Errorf("header X-Echo-Auth is %q, want %q", stripForms(got, forms), "Basic "+redacted)
 			}
 		}
 	}
 	if !strings.Contains(msg, want) {
-		t.Errorf("error %q does not contain %q", rdStrip(msg, forms), want)
+		t.Errorf("error %q does not contain %q", stripForms(msg, forms), want)
 	}
 }
 
-// rdLogCapture is a slog.Handler that keeps every string it is handed,
+// logCapture is a slog.Handler that keeps every string it is handed,
 // attributes given to WithAttrs and group names included, resolving
 // LogValuers and walking groups.
-type rdLogCapture struct {
+type logCapture struct {
 	mu   sync.Mutex
 	recs int
 	seen []string
 }
 
-func (c *rdLogCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (c *logCapture) Enabled(context.Context, slog.Level) bool { return true }
 
-func (c *rdLogCapture) Handle(_ context.Context, r slog.Record) error {
+func (c *logCapture) Handle(_ context.Context, r slog.Record) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.recs++
@@ -524,7 +521,7 @@ func (c *rdLogCapture) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-func (c *rdLogCapture) WithAttrs(as []slog.Attr) slog.Handler {
+func (c *logCapture) WithAttrs(as []slog.Attr) slog.Handler {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, a := range as {
@@ -533,14 +530,14 @@ func (c *rdLogCapture) WithAttrs(as []slog.Attr) slog.Handler {
 	return c
 }
 
-func (c *rdLogCapture) WithGroup(name string) slog.Handler {
+func (c *logCapture) WithGroup(name string) slog.Handler {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seen = append(c.seen, name)
 	return c
 }
 
-func (c *rdLogCapture) walk(a slog.Attr) {
+func (c *logCapture) walk(a slog.Attr) {
 	c.seen = append(c.seen, a.Key)
 	v := a.Value.Resolve()
 	switch v.Kind() {
@@ -558,22 +555,22 @@ func (c *rdLogCapture) walk(a slog.Attr) {
 	}
 }
 
-func (c *rdLogCapture) snapshot() (int, []string) {
+func (c *logCapture) snapshot() (int, []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.recs, slices.Clone(c.seen)
 }
 
-// rdValuer logs as the secret, as a careless LogValuer could.
-type rdValuer struct{ secret string }
+// secretValuer logs as the secret, as a careless LogValuer could.
+type secretValuer struct{ secret string }
 
-func (v rdValuer) LogValue() slog.Value { return slog.StringValue("valuer " + v.secret) }
+func (v secretValuer) LogValue() slog.Value { return slog.StringValue("valuer " + v.secret) }
 
 func TestRedactingHandlerRedactsEveryAttribute(t *testing.T) {
 	secret := `s3cr3t<"value`
-	forms := rdForms(rfClientID, secret)
-	capture := &rdLogCapture{}
-	cfg := rfConfig(SandboxTokenURL)
+	forms := encodedForms(testClientID, secret)
+	capture := &logCapture{}
+	cfg := configFor(SandboxTokenURL)
 	cfg.ClientSecret = secret
 	cfg.Logger = slog.New(capture)
 	log := cfg.logger(newRedactor(cfg.ClientID, secret))
@@ -581,22 +578,22 @@ func TestRedactingHandlerRedactsEveryAttribute(t *testing.T) {
 	log.Info("message "+secret,
 		"string", "s "+secret,
 		"error", fmt.Errorf("wrapped: %w", errors.New("e "+forms["encoding/json"])),
-		"valuer", rdValuer{secret},
+		"valuer", secretValuer{secret},
 		"struct", struct{ S string }{forms["base64 std"]},
 		slog.Group("g", slog.Group("h", "deep", forms["url.QueryEscape"], "n", 3)),
 		secret, "as a key")
-	log.With("with", secret).WithGroup("group "+secret).Info("with attrs", "k", rdValuer{secret})
+	log.With("with", secret).WithGroup("group "+secret).Info("with attrs", "k", secretValuer{secret})
 
 	recs, seen := capture.snapshot()
 	if recs != 2 {
 		t.Fatalf("the handler got %d records, want 2", recs)
 	}
 	for _, s := range seen {
-		rdAssertNoForm(t, "a logged string", s, forms)
+		assertNoForm(t, "a logged string", s, forms)
 	}
 	for _, want := range []string{"message [REDACTED]", "s [REDACTED]", "wrapped: e [REDACTED]", "valuer [REDACTED]", "{S:[REDACTED]}", "3", "group [REDACTED]"} {
 		if !slices.Contains(seen, want) {
-			t.Errorf("the handler never got %q; it got %q", want, rdStripAll(seen, forms))
+			t.Errorf("the handler never got %q; it got %q", want, stripAll(seen, forms))
 		}
 	}
 
@@ -607,51 +604,51 @@ func TestRedactingHandlerRedactsEveryAttribute(t *testing.T) {
 	}
 }
 
-func rdStripAll(ss []string, forms map[string]string) []string {
+func stripAll(ss []string, forms map[string]string) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
-		out[i] = rdStrip(s, forms)
+		out[i] = stripForms(s, forms)
 	}
 	return out
 }
 
-const rdPassword = "hunter2-pa55word"
+const urlPassword = "hunter2-pa55word"
 
-// rdPasswordForms are the forms of a password pasted into TokenURL.
-func rdPasswordForms() map[string]string {
-	return map[string]string{"raw password": rdPassword, "escaped password": url.QueryEscape(rdPassword)}
+// passwordForms are the forms of a password pasted into TokenURL.
+func passwordForms() map[string]string {
+	return map[string]string{"raw password": urlPassword, "escaped password": url.QueryEscape(urlPassword)}
 }
 
 func TestValidationErrorsNeverQuoteUserInfo(t *testing.T) {
-	srv := rfForte(t)
+	srv := newForteServer(t)
 	tests := []struct {
 		name, tokenURL, want string
 	}{
-		{"URL that does not parse", "https://user:" + rdPassword + "@example.com/%zz", `TokenURL does not parse as a URL: invalid URL escape "%zz"`},
-		{"URL that does not parse, the secret as password", "https://user:" + rfSecret + "@example.com/%zz", "TokenURL does not parse as a URL"},
-		{"no host", "https://user:" + rdPassword + "@/auth/v1/oauth2/token", `TokenURL "https://user:[REDACTED]@/auth/v1/oauth2/token" has no host`},
-		{"no scheme, the secret as password", "user:" + rfSecret + "@example.com/auth/v1/oauth2/token", `TokenURL "user:[REDACTED]@example.com/auth/v1/oauth2/token" has no host`},
-		{"the secret as user name, no host", "https://" + rfSecret + "@/auth/v1/oauth2/token", `TokenURL "https://[REDACTED]@/auth/v1/oauth2/token" has no host`},
-		{"plain http with the secret in the query", "http://example.com/token?client_secret=" + rfSecret, `TokenURL "http://example.com/token?client_secret=[REDACTED]" is plain http`},
+		{"URL that does not parse", "https://user:" + urlPassword + "@example.com/%zz", `TokenURL does not parse as a URL: invalid URL escape "%zz"`},
+		{"URL that does not parse, the secret as password", "https://user:" + testSecret + "@example.com/%zz", "TokenURL does not parse as a URL"},
+		{"no host", "https://user:" + urlPassword + "@/auth/v1/oauth2/token", `TokenURL "https://user:[REDACTED]@/auth/v1/oauth2/token" has no host`},
+		{"no scheme, the secret as password", "user:" + testSecret + "@example.com/auth/v1/oauth2/token", `TokenURL "user:[REDACTED]@example.com/auth/v1/oauth2/token" has no host`},
+		{"the secret as user name, no host", "https://" + testSecret + "@/auth/v1/oauth2/token", `TokenURL "https://[REDACTED]@/auth/v1/oauth2/token" has no host`},
+		{"plain http with the secret in the query", "http://example.com/token?client_secret=" + testSecret, `TokenURL "http://example.com/token?client_secret=[REDACTED]" is plain http`},
 	}
-	forms := rdPasswordForms()
-	for k, v := range rdForms(rfClientID, rfSecret) {
+	forms := passwordForms()
+	for k, v := range encodedForms(testClientID, testSecret) {
 		forms[k] = v
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := rfConfig(tt.tokenURL)
-			cfg.HTTPClient = &http.Client{Transport: &rfCountingTransport{}}
+			cfg := configFor(tt.tokenURL)
+			cfg.HTTPClient = &http.Client{Transport: &countingTransport{}}
 			_, tokenErr := cfg.Token(context.Background())
 			_, sourceErr := cfg.TokenSource(context.Background()).Token()
 			for what, err := range map[string]error{"validate": cfg.validate(), "Config.Token": tokenErr, "TokenSource.Token": sourceErr} {
 				if err == nil || !errors.Is(err, ErrInvalidConfig) {
 					t.Fatalf("%s: %v, want an error wrapping ErrInvalidConfig", what, err != nil)
 				}
-				rdAssertNoForm(t, what+" error", err.Error(), forms)
-				rdAssertNoForm(t, what+" error printed with %+v", fmt.Sprintf("%+v", err), forms)
+				assertNoForm(t, what+" error", err.Error(), forms)
+				assertNoForm(t, what+" error printed with %+v", fmt.Sprintf("%+v", err), forms)
 				if !strings.Contains(err.Error(), tt.want) {
-					t.Errorf("%s error %q does not contain %q", what, rdStrip(err.Error(), forms), tt.want)
+					t.Errorf("%s error %q does not contain %q", what, stripForms(err.Error(), forms), tt.want)
 				}
 			}
 			if n := srv.Stats().TokenRequests; n != 0 {
@@ -662,33 +659,33 @@ func TestValidationErrorsNeverQuoteUserInfo(t *testing.T) {
 }
 
 func TestFetchNewRequestErrorDoesNotQuoteTheURL(t *testing.T) {
-	f, _ := testFetcher(t, rfConfig(SandboxTokenURL))
-	f.tokenURL = "https://user:" + rdPassword + "@example.com/%zz" // past validation
-	_, _, err := f.fetch(context.Background())
+	f, _ := testEndpoint(t, configFor(SandboxTokenURL))
+	f.tokenURL = "https://user:" + urlPassword + "@example.com/%zz" // past validation
+	_, err := f.fetch(context.Background())
 	if err == nil || !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("fetch of a URL that does not parse: %v, want ErrInvalidConfig", err != nil)
 	}
-	rdAssertNoForm(t, "error", err.Error(), rdPasswordForms())
+	assertNoForm(t, "error", err.Error(), passwordForms())
 	if !strings.Contains(err.Error(), "TokenURL does not parse as a URL") {
-		t.Errorf("error %q does not say TokenURL does not parse", rdStrip(err.Error(), rdPasswordForms()))
+		t.Errorf("error %q does not say TokenURL does not parse", stripForms(err.Error(), passwordForms()))
 	}
 }
 
 func TestPrintingNeverShowsTokenURLPassword(t *testing.T) {
-	forms := rdPasswordForms()
-	for k, v := range rdForms(rfClientID, rfSecret) {
+	forms := passwordForms()
+	for k, v := range encodedForms(testClientID, testSecret) {
 		forms[k] = v
 	}
 	tests := []struct {
 		name, tokenURL, want string
 	}{
-		{"password", "https://user:" + rdPassword + "@example.com/auth/v1/oauth2/token", "https://user:[REDACTED]@example.com/auth/v1/oauth2/token"},
-		{"secret as user name", "https://" + rfSecret + "@example.com/auth/v1/oauth2/token", "https://[REDACTED]@example.com/auth/v1/oauth2/token"},
-		{"does not parse", "https://user:" + rdPassword + "@example.com/%zz", "[REDACTED] (does not parse as a URL)"},
+		{"password", "https://user:" + urlPassword + "@example.com/auth/v1/oauth2/token", "https://user:[REDACTED]@example.com/auth/v1/oauth2/token"},
+		{"secret as user name", "https://" + testSecret + "@example.com/auth/v1/oauth2/token", "https://[REDACTED]@example.com/auth/v1/oauth2/token"},
+		{"does not parse", "https://user:" + urlPassword + "@example.com/%zz", "[REDACTED] (does not parse as a URL)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := rfConfig(tt.tokenURL)
+			cfg := configFor(tt.tokenURL)
 			ts := cfg.TokenSource(context.Background())
 			for vname, v := range map[string]any{"Config": *cfg, "*Config": cfg, "*TokenSource": ts} {
 				out := map[string]string{}
@@ -705,10 +702,10 @@ func TestPrintingNeverShowsTokenURLPassword(t *testing.T) {
 				}
 				out["json.Marshal"] = string(enc)
 				for how, s := range out {
-					rdAssertNoForm(t, vname+" "+how, s, forms)
+					assertNoForm(t, vname+" "+how, s, forms)
 					if how != "json.Marshal" || vname != "*TokenSource" { // *TokenSource has no exported fields: {}
 						if !strings.Contains(s, tt.want) {
-							t.Errorf("%s %s = %q, want it to show TokenURL as %q", vname, how, rdStrip(s, forms), tt.want)
+							t.Errorf("%s %s = %q, want it to show TokenURL as %q", vname, how, stripForms(s, forms), tt.want)
 						}
 					}
 				}
@@ -716,29 +713,29 @@ func TestPrintingNeverShowsTokenURLPassword(t *testing.T) {
 		})
 	}
 	// A URL without user information prints as it is.
-	if s := fmt.Sprint(rfConfig(SandboxTokenURL)); !strings.Contains(s, SandboxTokenURL) {
-		t.Errorf("Config prints %q, want TokenURL %q as it is", rfHide(s), SandboxTokenURL)
+	if s := fmt.Sprint(configFor(SandboxTokenURL)); !strings.Contains(s, SandboxTokenURL) {
+		t.Errorf("Config prints %q, want TokenURL %q as it is", hide(s), SandboxTokenURL)
 	}
-	if s := fmt.Sprint(rfConfig(SandboxTokenURL + "?a=%41")); !strings.Contains(s, SandboxTokenURL+"?a=%41") {
-		t.Errorf("Config prints %q, want TokenURL's escapes unchanged", rfHide(s))
+	if s := fmt.Sprint(configFor(SandboxTokenURL + "?a=%41")); !strings.Contains(s, SandboxTokenURL+"?a=%41") {
+		t.Errorf("Config prints %q, want TokenURL's escapes unchanged", hide(s))
 	}
 }
 
 // The fake server's path works with the redactor: a sanity check that the
 // echo table above does not pass only because every fetch fails early.
 func TestEchoServerAnswersTokens(t *testing.T) {
-	srv := rdNewEchoServer(t, func(path string, _ []byte, _, secret string) string {
-		if path != fortetest.TokenPath || secret != rfSecret {
-			return rdRaw("HTTP/1.1 401 Unauthorized", nil, "")
+	srv := newEchoServer(t, func(path string, _ []byte, _, secret string) string {
+		if path != fortetest.TokenPath || secret != testSecret {
+			return rawAnswer("HTTP/1.1 401 Unauthorized", nil, "")
 		}
-		return rdRaw("HTTP/1.1 201 Created", []string{"Content-Type", "application/json"}, rfTokenBody(rfToken, "Bearer", 3600))
+		return rawAnswer("HTTP/1.1 201 Created", []string{"Content-Type", "application/json"}, tokenBody(testAccessToken, "Bearer", 3600))
 	})
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
-	cfg := rfConfig(srv.url(fortetest.TokenPath))
+	cfg := configFor(srv.url(fortetest.TokenPath))
 	cfg.HTTPClient = &http.Client{Transport: tr}
 	tok, err := cfg.Token(context.Background())
-	if err != nil || tok.AccessToken != rfToken {
+	if err != nil || tok.AccessToken != testAccessToken {
 		t.Fatalf("Token from the echo server: %v", err)
 	}
 }

@@ -1,399 +1,282 @@
 package forteauth
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"math"
-	"net"
 	"net/http"
-	"runtime"
-	"strconv"
-	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
 )
 
-// ErrInvalidResponse is wrapped by every error about a 2xx answer from the
-// token endpoint that does not hold a usable token. Such answers are not
-// retried and nothing from them is cached.
-var ErrInvalidResponse = errors.New("forteauth: invalid token response")
+// This file decides when a TokenSource refreshes its token and runs the
+// refreshes: in the background while the token is usable, shared by every
+// waiting caller when it is not, with backoff and cool-down after
+// failures, and after the API rejected a token (the 401 flood guard).
 
-const (
-	version   = "0.1.0"
-	userAgent = "forteauth-go/" + version + " (+https://github.com/forteauth/forteauth)"
-
-	// maxBodySize bounds what is read of any token endpoint answer.
-	maxBodySize = 1 << 20
-	// maxExpiresIn keeps expires_in*time.Second far from overflow (68 years).
-	maxExpiresIn = math.MaxInt32
-)
-
-// retryPolicy says how hard one fetch tries.
-type retryPolicy struct {
-	attempts   int           // requests per fetch, the first included
-	base, max  time.Duration // backoff, as doubling's base and ceiling
-	budget     time.Duration // one fetch, every attempt and wait included
-	perAttempt time.Duration // one request, answer body included
-}
-
-var defaultRetry = retryPolicy{
-	attempts:   4,
-	base:       250 * time.Millisecond,
-	max:        4 * time.Second,
-	budget:     30 * time.Second,
-	perAttempt: 10 * time.Second,
-}
-
-// fetcher performs token fetches for one Config.
-type fetcher struct {
-	clientID, clientSecret, tokenURL string
-	client                           *http.Client // never follows redirects
-	red                              *redactor    // for everything built from an answer, and the logs
-	log                              *slog.Logger // Config.Logger behind red
-	retry                            retryPolicy
-	now                              func() time.Time
-	sleep                            func(context.Context, time.Duration) error
-}
-
-func newFetcher(c *Config, hc *http.Client) *fetcher {
-	noRedirects := *hc
-	noRedirects.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	red := newRedactor(c.ClientID, c.ClientSecret)
-	return &fetcher{
-		clientID:     c.ClientID,
-		clientSecret: c.ClientSecret,
-		tokenURL:     c.TokenURL,
-		client:       &noRedirects,
-		red:          red,
-		log:          c.logger(red),
-		retry:        defaultRetry,
-		now:          time.Now,
-		sleep:        sleep,
+// get returns a cached entry that may be handed out and the time it was
+// judged usable at. The fresh path is one clock read and one atomic load.
+func (s *TokenSource) get(ctx context.Context) (*entry, time.Time, error) {
+	now := s.clock.now()
+	e := s.cache.Load()
+	if e != nil {
+		switch e.state(now) {
+		case fresh:
+			return e, now, nil
+		case refreshDue:
+			s.refreshInBackground(e)
+			return e, now, nil
+		}
 	}
+	return s.wait(ctx, e)
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
+// wait gets the result of the shared fetch, starting it if needed; seen is
+// the unusable entry (or nil) that made the caller wait.
+func (s *TokenSource) wait(ctx context.Context, seen *entry) (*entry, time.Time, error) {
+	if s.err != nil {
+		return nil, time.Time{}, s.err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, time.Time{}, fmt.Errorf("forteauth: not waiting for a token: %w", err)
+	}
 	select {
-	case <-t.C:
-		return nil
+	case r := <-s.group.DoChan("", func() (any, error) { return s.refresh(seen) }):
+		if r.Err != nil {
+			return nil, time.Time{}, r.Err
+		}
+		return r.Val.(*entry), s.clock.now(), nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, time.Time{}, fmt.Errorf("forteauth: gave up waiting for a token: %w", ctx.Err())
 	}
 }
 
-// fetch obtains one new token, retrying network errors, 408, 429 and 5xx
-// within the retry budget. It returns the token and when its request was sent.
-func (f *fetcher) fetch(ctx context.Context) (*oauth2.Token, time.Time, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.retry.budget)
-	defer cancel()
-	for n := 1; ; n++ {
-		tok, sent, wait, err := f.attempt(ctx)
-		if err == nil {
-			return tok, sent, nil
+// refreshInBackground starts one background refresh of seen unless one
+// is running.
+func (s *TokenSource) refreshInBackground(seen *entry) {
+	if !s.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.refreshing.Store(false)
+		s.group.Do("", func() (any, error) { return s.refresh(seen) }) // refresh stores or logs the outcome
+	}()
+}
+
+// refresh is the shared fetch for callers that saw seen in the cache. It
+// runs detached from every caller, and its outcome is recorded for all of
+// them: a new entry, a postponed background refresh, or a cool-down.
+//
+// A caller's look at the cache and its start of the shared fetch are not
+// one atomic step: another fetch may have ended, and stored a token or a
+// failure, in between. Then nothing is fetched again.
+func (s *TokenSource) refresh(seen *entry) (*entry, error) {
+	now := s.clock.now()
+	if cur := s.cache.Load(); cur != seen && cur != nil && cur.state(now) != stale {
+		return cur, nil
+	}
+	if f := s.failure.Load(); f != nil && now.Before(f.until) {
+		return nil, f.err
+	}
+	return s.replace(seen)
+}
+
+// replace obtains a token to replace seen, from the Store if there is one
+// and it holds a better token, else from the endpoint, and records the
+// outcome.
+func (s *TokenSource) replace(seen *entry) (*entry, error) {
+	if s.share != nil {
+		e, release := s.share.acquire(s.ctx, s.canReplace(seen), s.cfg.refreshWindow(), s.cfg.expiryMargin())
+		if e != nil {
+			return s.store(e), nil
 		}
-		if wait < 0 || n == f.retry.attempts || ctx.Err() != nil {
-			return nil, time.Time{}, err
-		}
-		wait = max(wait, doubling(f.retry.base, f.retry.max, n))
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			f.log.Warn("forteauth: not retrying token request: the wait before the next attempt is longer than the time left",
-				"attempt", n, "wait", wait, "error", err)
-			return nil, time.Time{}, err
-		}
-		f.log.Info("forteauth: retrying token request", "attempt", n, "wait", wait, "error", err)
-		if f.sleep(ctx, wait) != nil {
-			return nil, time.Time{}, err
-		}
+		defer release()
 	}
-}
-
-// attempt sends one token request. wait < 0 means the error is final;
-// otherwise the request may be retried after at least wait.
-func (f *fetcher) attempt(ctx context.Context) (tok *oauth2.Token, sent time.Time, wait time.Duration, err error) {
-	ctx, cancel := context.WithTimeout(ctx, f.retry.perAttempt)
-	defer cancel()
-	body, err := json.Marshal(struct {
-		ClientID     string `json:"client_id"`
-		ClientSecret string `json:"client_secret"`
-	}{f.clientID, f.clientSecret})
-	if err != nil {
-		return nil, sent, -1, fmt.Errorf("forteauth: encoding token request: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.tokenURL, bytes.NewReader(body))
-	if err != nil {
-		return nil, sent, -1, fmt.Errorf("%w: %s", ErrInvalidConfig, f.red.parseError(err))
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", userAgent+" Go/"+runtime.Version())
-
-	sent = f.now()
-	resp, err := f.client.Do(req)
-	if err != nil {
-		return nil, sent, retryableNetError(err), f.red.wrap("forteauth: token request failed", err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
-	if err != nil {
-		return nil, sent, retryableNetError(err), f.red.wrap(fmt.Sprintf("forteauth: reading token response (HTTP %d)", resp.StatusCode), err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		wait := retryableStatus(resp, f.now()) // before statusError scrubs the headers
-		return nil, sent, wait, f.statusError(resp, data)
-	}
-	if len(data) > maxBodySize {
-		return nil, sent, -1, fmt.Errorf("%w: body exceeds 1 MiB (HTTP %d)", ErrInvalidResponse, resp.StatusCode)
-	}
-	tok, err = parseToken(data, f.red)
-	if err != nil {
-		// The message quotes token_type and Content-Type, which the server chose.
-		return nil, sent, -1, fmt.Errorf("%w: %s", ErrInvalidResponse, f.red.String(fmt.Sprintf("%v (HTTP %d, %d bytes, Content-Type %q)",
-			err, resp.StatusCode, len(data), resp.Header.Get("Content-Type"))))
-	}
-	tok.Expiry = sent.Add(time.Duration(tok.ExpiresIn) * time.Second).Round(0)
-	return tok, sent, 0, nil
-}
-
-// retryableNetError classifies a transport error: a certificate or a host
-// name that does not exist will not fix itself in the next second. An
-// attempt that timed out is retried; fetch stops when its own context ends.
-func retryableNetError(err error) time.Duration {
-	var (
-		dnsErr   *net.DNSError
-		certErr  *tls.CertificateVerificationError
-		unknownA x509.UnknownAuthorityError
-		hostErr  x509.HostnameError
-	)
-	switch {
-	case errors.Is(err, context.Canceled):
-		return -1
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound,
-		errors.As(err, &certErr), errors.As(err, &unknownA), errors.As(err, &hostErr):
-		return -1
-	}
-	return 0
-}
-
-// retryableStatus says whether a non-2xx answer is worth another attempt
-// and how long it asks to wait.
-func retryableStatus(resp *http.Response, now time.Time) time.Duration {
-	switch c := resp.StatusCode; {
-	case c == http.StatusRequestTimeout, c == http.StatusTooManyRequests,
-		c >= 500 && c != http.StatusNotImplemented && c != http.StatusHTTPVersionNotSupported:
-		return retryAfter(resp.Header.Get("Retry-After"), now)
-	}
-	return -1
-}
-
-// retryAfterMax bounds how long a Retry-After keeps a TokenSource from
-// asking again after a fetch has failed.
-const retryAfterMax = 5 * time.Minute
-
-// serverWait returns how long the endpoint asked (with Retry-After) to be
-// left alone after the answer that caused err, at most retryAfterMax.
-func serverWait(err error) time.Duration {
-	var se *statusError
-	if !errors.As(err, &se) {
-		return 0
-	}
-	return min(se.retryAfter, retryAfterMax)
-}
-
-// retryAfter parses a Retry-After value (delay-seconds or an HTTP-date)
-// into a wait; anything unparseable or in the past means no wait.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.ParseUint(v, 10, 63); err == nil || errors.Is(err, strconv.ErrRange) {
-		return time.Duration(min(s, maxExpiresIn)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
-
-// statusError is the error for a non-2xx answer. It unwraps to the
-// *oauth2.RetrieveError that x/oauth2 users already handle.
-type statusError struct {
-	re         *oauth2.RetrieveError
-	retryAfter time.Duration // from the Retry-After header, 0 if none
-}
-
-func (e *statusError) Unwrap() error { return e.re }
-
-func (e *statusError) Error() string {
-	resp := e.re.Response
-	var b strings.Builder
-	fmt.Fprintf(&b, "forteauth: token endpoint answered %s", resp.Status)
-	if e.re.ErrorCode != "" || e.re.ErrorDescription != "" {
-		fmt.Fprintf(&b, " (%s", e.re.ErrorCode)
-		if e.re.ErrorDescription != "" {
-			if e.re.ErrorCode != "" {
-				b.WriteString(": ")
+	f, err := s.endpoint.fetch(s.ctx)
+	now := s.clock.now()
+	if err == nil {
+		e := newEntry(f.tok, f.sent, s.cfg.refreshWindow(), s.cfg.expiryMargin())
+		if e.state(now) != stale {
+			e = s.store(e)
+			if s.share != nil {
+				s.share.save(s.ctx, e)
 			}
-			fmt.Fprintf(&b, "%q", e.re.ErrorDescription)
+			return e, nil
 		}
-		b.WriteString(")")
+		err = fmt.Errorf("%w: the token expires in %ds but the request took %v; check the network path to the token endpoint",
+			ErrInvalidResponse, f.tok.ExpiresIn, e.age(now).Round(time.Millisecond))
 	}
-	switch c := resp.StatusCode; {
-	case c == http.StatusUnauthorized || c == http.StatusForbidden:
-		b.WriteString("; check ClientID and ClientSecret, and that they belong to TokenURL's environment")
-	case c == http.StatusBadRequest:
-		b.WriteString("; check ClientID and ClientSecret")
-	case c == http.StatusNotFound || c == http.StatusMethodNotAllowed:
-		b.WriteString("; check TokenURL")
-	case c >= 300 && c < 400:
-		if loc := resp.Header.Get("Location"); loc != "" {
-			fmt.Fprintf(&b, " to %q", loc)
-		}
-		b.WriteString("; set TokenURL to the final URL (token requests do not follow redirects)")
-	case c == http.StatusNotImplemented || c == http.StatusHTTPVersionNotSupported:
-		b.WriteString("; something between here and Forte does not support this request; check proxies and TokenURL")
-	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500:
-		b.WriteString("; the token endpoint is overloaded or down")
+	if old := s.cache.Load(); old != nil && old.state(now) != stale {
+		s.postponeRefresh(old, now, err)
+		return nil, err
 	}
-	return b.String()
+	return nil, s.coolDown(now, err)
 }
 
-// statusError builds the error for a non-2xx answer. A misbehaving server
-// (or a proxy) could echo the request anywhere in its answer, so the secret
-// is scrubbed from everything kept: the body and what is decoded from it,
-// and, in place, the status line and the headers of resp, which the error
-// holds and %+v of it could print.
-func (f *fetcher) statusError(resp *http.Response, body []byte) error {
-	wait := retryAfter(resp.Header.Get("Retry-After"), f.now())
-	resp.Status = f.red.String(resp.Status)
-	f.red.header(resp.Header)
-	f.red.header(resp.Trailer)
-	body = f.red.body(body[:min(len(body), maxBodySize)])
-	re := &oauth2.RetrieveError{Response: resp, Body: body}
-	var forte struct {
-		Error json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(body, &forte) == nil && len(forte.Error) > 0 {
-		var detail struct {
-			Reason  string `json:"reason"`
-			Message string `json:"message"`
-		}
-		var code string
-		// Every string decoded from the scrubbed body has been through
-		// the redactor (see redactor.body), these two included.
-		if json.Unmarshal(forte.Error, &detail) == nil {
-			re.ErrorCode, re.ErrorDescription = detail.Reason, detail.Message
-		} else if json.Unmarshal(forte.Error, &code) == nil {
-			re.ErrorCode = code // an RFC 6749 error body
-		}
-	}
-	return &statusError{re, wait}
+// store caches e, a new token, as the one to hand out.
+func (s *TokenSource) store(e *entry) *entry {
+	e = s.onTrial(e)
+	s.cache.Store(e)
+	s.failure.Store(nil)
+	return e
 }
 
-// tokenResponse is the 2xx body of POST /auth/v1/oauth2/token.
-type tokenResponse struct {
-	Data *struct {
-		AccessToken string  `json:"access_token"`
-		TokenType   string  `json:"token_type"`
-		ExpiresIn   seconds `json:"expires_in"`
-	} `json:"data"`
-}
-
-// seconds accepts expires_in as a JSON number or a numeric string.
-type seconds struct {
-	n   int64
-	set bool
-}
-
-func (s *seconds) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	v := string(b)
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-		v = v[1 : len(v)-1]
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		f, ferr := strconv.ParseFloat(v, 64)
-		if ferr != nil || f != math.Trunc(f) || math.Abs(f) > maxExpiresIn {
-			return errors.New("data.expires_in is not a whole number of seconds")
-		}
-		n = int64(f)
-	}
-	s.n, s.set = n, true
-	return nil
-}
-
-// parseToken extracts and checks the token in a 2xx body. Its errors never
-// quote the body, which may hold the token.
-func parseToken(body []byte, red *redactor) (*oauth2.Token, error) {
-	var r tokenResponse
-	if err := json.Unmarshal(body, &r); err != nil {
-		var typeErr *json.UnmarshalTypeError
+// canReplace returns the test a token from the Store must pass to replace
+// seen: not a token this source invalidated, not seen itself, and usable;
+// for a background refresh of a still-usable token, not itself due for
+// refresh, or the next call would only start another refresh.
+func (s *TokenSource) canReplace(seen *entry) wanted {
+	rejected := s.rejected.Load()
+	return func(e *entry, now time.Time) bool {
 		switch {
-		case errors.As(err, &typeErr):
-			field := typeErr.Field
-			if field == "" {
-				field = "body"
-			}
-			return nil, fmt.Errorf("%s is a JSON %s, which is not what the API documents", field, typeErr.Value)
+		case rejected != nil && e.tok.AccessToken == *rejected:
+			return false
+		case seen == nil || seen.state(now) == stale:
+			return e.state(now) != stale && (seen == nil || e.tok.AccessToken != seen.tok.AccessToken)
 		}
-		if syn := (*json.SyntaxError)(nil); errors.As(err, &syn) {
-			return nil, fmt.Errorf("body is not valid JSON (at byte %d)", syn.Offset)
-		}
-		return nil, err // from seconds.UnmarshalJSON
+		return e.tok.AccessToken != seen.tok.AccessToken && e.state(now) == fresh
 	}
-	d := r.Data
-	switch {
-	case d == nil:
-		return nil, errors.New(`no "data" object`)
-	case d.AccessToken == "":
-		return nil, errors.New("data.access_token is empty")
-	case !validHeaderToken(d.AccessToken):
-		return nil, errors.New("data.access_token holds characters that cannot be sent in an Authorization header")
-	case !strings.EqualFold(d.TokenType, "Bearer"):
-		return nil, fmt.Errorf("data.token_type is %q; only Bearer is supported", d.TokenType)
-	case !d.ExpiresIn.set:
-		return nil, errors.New("data.expires_in is missing")
-	case d.ExpiresIn.n <= 0:
-		return nil, fmt.Errorf("data.expires_in is %d; it must be a positive number of seconds", d.ExpiresIn.n)
-	case d.ExpiresIn.n > maxExpiresIn:
-		return nil, fmt.Errorf("data.expires_in is %d, implausibly large", d.ExpiresIn.n)
-	}
-	tok := &oauth2.Token{AccessToken: d.AccessToken, TokenType: "Bearer", ExpiresIn: d.ExpiresIn.n}
-	return tok.WithExtra(red.fields(dataFields(body))), nil
 }
 
-// dataFields returns the fields of body's "data" object as encoding/json
-// decodes them into an any, for Token.Extra, as x/oauth2 keeps a token
-// answer's fields. Every token handed out shares the one map, so it must
-// not be modified; red.fields removes the secret from it first.
-func dataFields(body []byte) map[string]any {
-	var r struct {
-		Data map[string]any `json:"data"`
-	}
-	json.Unmarshal(body, &r) // parseToken has decoded body already
-	return r.Data
+// postponeRefresh keeps old, still usable, after a background refresh
+// failed with err: its next refresh waits for failureBackoff, or for the
+// Retry-After the endpoint sent if that is longer.
+func (s *TokenSource) postponeRefresh(old *entry, now time.Time, err error) {
+	age := old.age(now)
+	next := old.postponed(age + max(failureBackoff.after(old.failures+1), serverWait(err)))
+	s.cache.CompareAndSwap(old, next)
+	s.log.Warn("forteauth: background token refresh failed; keeping the current token",
+		"error", err, "failures", next.failures,
+		"retry_in", (next.refreshAfter - age).Round(time.Millisecond),
+		"token_usable_for", (old.staleAfter - age).Round(time.Millisecond))
 }
 
-// validHeaderToken reports whether s is visible ASCII, which covers RFC
-// 6750's b64token and rules out header injection and mangled encodings.
-func validHeaderToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] > '~' {
+// failure remembers a failed blocking fetch so that callers during its
+// cool-down get its error instead of each sending a request.
+type failure struct {
+	err   error // what callers get: the fetch error, wrapped
+	until time.Time
+	count int // failures in a row
+}
+
+// coolDown records a failed blocking fetch and returns the error callers
+// get until the cool-down ends. The cool-down follows failureBackoff with
+// the failures in a row, and is at least the wait the endpoint asked for
+// with Retry-After.
+func (s *TokenSource) coolDown(now time.Time, err error) error {
+	n := 1
+	if prev := s.failure.Load(); prev != nil {
+		n = prev.count + 1
+	}
+	d := max(failureBackoff.after(n), serverWait(err))
+	f := &failure{
+		err:   fmt.Errorf("forteauth: no token; %d token fetch(es) failed in a row, so callers get this error for %v before the next attempt: %w", n, d.Round(time.Millisecond), err),
+		until: now.Add(d),
+		count: n,
+	}
+	s.failure.Store(f)
+	s.log.Error("forteauth: token fetch failed; callers get this error until the cool-down ends",
+		"error", err, "failures", f.count, "cool_down", d.Round(time.Millisecond))
+	return f.err
+}
+
+// unauthorized is a TokenSource's flood guard for 401s from the API.
+//
+// The first 401 to a token invalidates it, whatever its age, and the
+// request is sent once more with a new token. The new token is on trial
+// (entry.accepted is set) until the API answers anything but 401 to it. A
+// token on trial that is rejected before that shows that new tokens do not
+// help, so it starts a round: for a cool-down that grows with the rounds in
+// a row (as a failed fetch's does), 401s go back to callers as they are,
+// and no token is invalidated. After it, the next 401 invalidates the token
+// and its replacement is on trial in turn. An API that rejects every token
+// thus costs one token request per cool-down, not one per request.
+type unauthorized struct {
+	mu      sync.Mutex
+	rounds  int           // tokens on trial rejected in a row
+	until   time.Time     // no 401 invalidates a token before this
+	tried   *oauth2.Token // the token on trial whose rejection started the cool-down
+	pending bool          // a 401 emptied the cache: the next token stored is on trial
+}
+
+// answered records the status of the API's answer to a request sent with
+// a, and reports whether the request should be sent once more with another
+// token: for a 401 only, at most once per request (the caller's duty). It
+// is the third method Transport uses; see authorization.
+//
+// It is called after every request Transport sends with a token, so the
+// common case is inlined and costs two branches: only a 401 or a token on
+// trial does more, and a token on trial only an atomic load once the API
+// has accepted it.
+func (s *TokenSource) answered(a authorization, status int) bool {
+	if status != http.StatusUnauthorized && a.from.accepted == nil {
+		return false
+	}
+	return s.answeredSlow(a.from, status)
+}
+
+// answeredSlow is answered for a 401 or a token on trial.
+func (s *TokenSource) answeredSlow(e *entry, status int) bool {
+	if status == http.StatusUnauthorized {
+		return s.rejectedByAPI(e)
+	}
+	if !e.accepted.Load() && !e.accepted.Swap(true) {
+		// The API has taken a token on trial: new tokens help again,
+		// so the guard ends and the next rejection is recovered at once.
+		g := &s.unauthorized
+		g.mu.Lock()
+		g.rounds, g.until, g.tried = 0, time.Time{}, nil
+		g.mu.Unlock()
+	}
+	return false
+}
+
+// rejectedByAPI handles a 401 to e; see answered and unauthorized.
+func (s *TokenSource) rejectedByAPI(e *entry) bool {
+	now := s.clock.now()
+	g := &s.unauthorized
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if now.Before(g.until) {
+		return false
+	}
+	for {
+		cur := s.cache.Load()
+		if cur == nil || cur.tok != e.tok {
+			return true // already replaced or dropped: the retry gets another token
+		}
+		if cur.accepted != nil && !cur.accepted.Load() && g.tried != cur.tok {
+			g.rounds++
+			d := failureBackoff.after(g.rounds)
+			g.until, g.tried = now.Add(d), cur.tok
+			s.log.Warn("forteauth: the API rejected a new token before accepting any; its 401s are returned as they are until the cool-down ends; check the client's permissions, and that TokenURL and the API are in the same environment",
+				"rounds", g.rounds, "cool_down", d.Round(time.Millisecond))
 			return false
 		}
+		// cur, not e: a failed background refresh may have stored a copy
+		// of e with its refresh postponed, and that copy holds the token.
+		if s.cache.CompareAndSwap(cur, nil) {
+			s.rejected.Store(&cur.tok.AccessToken)
+			g.pending = true
+			return true
+		}
 	}
-	return true
+}
+
+// onTrial returns e to be stored as the cached token: on trial if it
+// replaces a token a 401 invalidated, or if it is fetched while the guard
+// holds (no token has been accepted since a round started).
+func (s *TokenSource) onTrial(e *entry) *entry {
+	g := &s.unauthorized
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.pending && g.rounds == 0 {
+		return e
+	}
+	g.pending = false
+	e2 := *e
+	e2.accepted = new(atomic.Bool)
+	return &e2
 }

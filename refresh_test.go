@@ -2,1178 +2,562 @@ package forteauth
 
 import (
 	"context"
-	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/forteauth/forteauth/fortetest"
+	"github.com/forteauth/forteauth/internal/leaktest"
 	"golang.org/x/oauth2"
 )
 
-// Values that must never show up in an error, a log line or a failure
-// message; see rfHide.
-const (
-	rfClientID = "client-id-123"
-	rfSecret   = "s3cr3t-value-XYZ"
-	// rfToken is a recognisable access token for bodies built by hand.
-	rfToken = "RECOGNISABLE-access-token-0123456789abcdef"
-)
+// Deciding and running refreshes: the shared blocking fetch, the background
+// refresh and its backoff, the cool-down after a failed fetch, and the 401
+// flood guard that decides what a rejected token costs.
 
-// rfHide makes s safe to print in a failure message.
-func rfHide(s string, secrets ...string) string {
-	for _, x := range append(secrets, rfSecret) {
-		if x != "" {
-			s = strings.ReplaceAll(s, x, "<SECRET>")
-		}
-	}
-	return s
-}
-
-// rfAssertAbsent fails if any of values occurs in s, without printing it.
-func rfAssertAbsent(t *testing.T, what, s string, values ...string) {
-	t.Helper()
-	for _, v := range values {
-		if v != "" && strings.Contains(s, v) {
-			t.Errorf("%s contains a value that must never appear there (%d-byte value): %s", what, len(v), rfHide(s, values...))
-		}
-	}
-}
-
-// rfConfig is a valid Config for tokenURL with the distinctive secret.
-func rfConfig(tokenURL string) *Config {
-	return &Config{ClientID: rfClientID, ClientSecret: rfSecret, TokenURL: tokenURL}
-}
-
-// rfForte starts a fortetest server that accepts rfClientID and rfSecret.
-func rfForte(t *testing.T) *fortetest.Server {
-	t.Helper()
+func TestConcurrentCallersShareOneFetch(t *testing.T) {
 	srv := fortetest.NewServer()
-	srv.ClientID, srv.ClientSecret = rfClientID, rfSecret // before any request
-	t.Cleanup(srv.Close)
-	return srv
-}
+	defer srv.Close()
+	ts := newTestSource(t, withServer(srv)).ts
 
-// rfFetcher is testFetcher for tokenURL, its clock (f.now and the
-// recorder's) set to a fake one.
-func rfFetcher(t *testing.T, tokenURL string) (*fetcher, *sleepRecorder, *fakeClock) {
-	t.Helper()
-	f, rec := testFetcher(t, rfConfig(tokenURL))
-	clock := newFakeClock()
-	rec.clock = clock
-	f.now = clock.Now
-	return f, rec, clock
-}
+	release := srv.Hold()
+	const callers = 1000
+	var started atomic.Int64
+	results := make(chan string, callers)
+	for range callers {
+		go func() {
+			started.Add(1)
+			tok, err := ts.Token()
+			if err != nil {
+				results <- "error: " + err.Error()
+				return
+			}
+			results <- tok.AccessToken
+		}()
+	}
+	eventually(t, "all callers to start", func() bool { return started.Load() == callers })
+	eventually(t, "the fetch to reach the server", func() bool { return tokenRequests(srv) >= 1 })
+	release()
 
-// rfStub is an httptest server that counts its requests.
-type rfStub struct {
-	*httptest.Server
-	requests atomic.Int32
-}
-
-func rfNewStub(t *testing.T, h http.HandlerFunc) *rfStub {
-	t.Helper()
-	s := &rfStub{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.requests.Add(1)
-		h(w, r)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-// rfRespond answers with status, Content-Type ct and body.
-func rfRespond(status int, ct, body string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", ct)
-		w.WriteHeader(status)
-		io.WriteString(w, body)
+	var first string
+	for range callers {
+		got := <-results
+		if first == "" {
+			first = got
+		}
+		if got != first || strings.HasPrefix(got, "error") {
+			t.Fatalf("callers got different results: %q and %q", first, got)
+		}
+	}
+	if n := tokenRequests(srv); n != 1 {
+		t.Fatalf("%d concurrent callers made %d token requests, want 1", callers, n)
 	}
 }
 
-// rfCountingTransport counts the requests it sends.
-type rfCountingTransport struct {
-	n    atomic.Int32
-	base http.RoundTripper
+// A caller that found the cache empty may start the shared fetch only
+// after another fetch has filled it; the fetch must then not run again.
+func TestFetchStartedAfterAnotherFilledTheCacheDoesNotRun(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
+	first := mustToken(t, ts)
+
+	e, _, err := ts.wait(context.Background(), nil) // saw nil before the first fetch stored its token
+	if err != nil || e.tok.AccessToken != first.AccessToken || tokenRequests(srv) != 1 {
+		t.Fatalf("late waiter: err %v, token requests %d; want the cached token and no new request", err, tokenRequests(srv))
+	}
+
+	// The same for a failure: a waiter arriving just after a fetch failed gets
+	// its error instead of starting another request.
+	ts.Invalidate(nil)
+	ts.coolDown(clock.Now(), errors.New("endpoint down"))
+	if _, err := ts.refresh(nil); err == nil || !strings.Contains(err.Error(), "endpoint down") || tokenRequests(srv) != 1 {
+		t.Fatalf("late waiter after a failure: err %v, token requests %d", err, tokenRequests(srv))
+	}
 }
 
-func (c *rfCountingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
-	base := c.base
+func TestStaleTokenMakesCallersWaitForANewOne(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
+	first := mustToken(t, ts)
+
+	release := srv.Hold()
+	defer release()
+	clock.Advance(time.Hour - 30*time.Second) // exactly ExpiryMargin left
+	got := make(chan *oauth2.Token, 1)
+	go func() {
+		tok, _ := ts.Token()
+		got <- tok
+	}()
+	eventually(t, "the fetch to reach the server", func() bool { return tokenRequests(srv) == 2 })
+	select {
+	case <-got:
+		t.Fatal("a token within ExpiryMargin of expiry was handed out")
+	default:
+	}
+	release()
+	select {
+	case tok := <-got:
+		if tok == nil || tok.AccessToken == first.AccessToken {
+			t.Fatal("did not get a new token")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiting caller never got the new token")
+	}
+}
+
+func TestRefreshWindowServesCachedTokenAndRefreshesOnceInBackground(t *testing.T) {
+	leaktest.Quiesce(t)
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	src := newTestSource(t, withServer(srv)) // 1 h tokens, 5 min window, 30 s margin
+	ts, clock := src.ts, src.clock
+	first := mustToken(t, ts)
+
+	clock.Advance(time.Hour - 5*time.Minute - time.Second)
+	mustToken(t, ts)
+	if n := tokenRequests(srv); n != 1 || ts.refreshing.Load() {
+		t.Fatalf("a refresh started before the window opened (requests %d)", n)
+	}
+
+	release := srv.Hold()
+	defer release()
+	clock.Advance(time.Second + (5*time.Minute-30*time.Second)/2) // past the latest jittered start
+	for range 50 {
+		within(t, "Token while a background refresh is held", func() {
+			if tok := mustToken(t, ts); tok.AccessToken != first.AccessToken {
+				t.Errorf("got a new token while the refresh is held")
+			}
+		})
+	}
+	eventually(t, "the background refresh to reach the server", func() bool { return tokenRequests(srv) == 2 })
+	for range 50 {
+		mustToken(t, ts)
+	}
+	if n, g := tokenRequests(srv), leaktest.Count(leaktest.BackgroundRefresh); n != 2 || g != 1 {
+		t.Fatalf("token requests = %d, refresh goroutines = %d; want exactly one background refresh", n, g)
+	}
+
+	release()
+	eventually(t, "the new token to be cached", func() bool { return ts.cache.Load().tok.AccessToken != first.AccessToken })
+	if tok := mustToken(t, ts); tok.AccessToken == first.AccessToken {
+		t.Fatal("still the old token after the refresh")
+	}
+	eventually(t, "the refresh goroutine to exit", func() bool { return leaktest.Count(leaktest.BackgroundRefresh) == 0 && !ts.refreshing.Load() })
+	if n := tokenRequests(srv); n != 2 {
+		t.Fatalf("token requests = %d, want 2", n)
+	}
+}
+
+func TestFailedBackgroundRefreshKeepsTokenAndBacksOff(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	logger, logs := newTestLogger()
+	src := newTestSource(t, withServer(srv), withConfig(func(c *Config) { c.Logger = logger }))
+	ts, clock := src.ts, src.clock
+	first := mustToken(t, ts)
+
+	srv.FailNext(fortetest.Failure{Status: http.StatusForbidden}) // not retried: one request per refresh
+	clock.Advance(time.Hour - 30*time.Second - time.Minute)       // in the window, a minute before stale
+	if tok := mustToken(t, ts); tok.AccessToken != first.AccessToken {
+		t.Fatal("token changed")
+	}
+	eventually(t, "the failed refresh to finish", func() bool { return tokenRequests(srv) == 2 && !ts.refreshing.Load() })
+
+	for range 20 {
+		if tok := mustToken(t, ts); tok.AccessToken != first.AccessToken {
+			t.Fatal("a failed background refresh replaced the still-valid token")
+		}
+	}
+	if n := tokenRequests(srv); n != 2 || ts.refreshing.Load() {
+		t.Fatalf("token requests = %d right after a failed refresh, want 2: the next attempt must back off", n)
+	}
+	if e := ts.cache.Load(); e.failures != 1 {
+		t.Fatalf("failures = %d, want 1", e.failures)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "background token refresh failed") || !strings.Contains(out, "403") {
+		t.Fatalf("failure not logged: %q", out)
+	}
+	if strings.Contains(out, srv.ClientSecret) || strings.Contains(out, first.AccessToken) {
+		t.Fatalf("log shows the secret or the token: %q", out)
+	}
+
+	clock.Advance(failureBackoff.max)
+	mustToken(t, ts)
+	eventually(t, "the retried refresh to store a new token", func() bool { return ts.cache.Load().tok.AccessToken != first.AccessToken })
+	if n := tokenRequests(srv); n != 3 {
+		t.Fatalf("token requests = %d, want 3", n)
+	}
+	if e := ts.cache.Load(); e.failures != 0 {
+		t.Fatalf("a new token kept the failure count %d", e.failures)
+	}
+}
+
+func TestNoGoroutineOutlivesTheRefresh(t *testing.T) {
+	leaktest.Quiesce(t)
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
+	mustToken(t, ts)
+	clock.Advance(time.Hour - time.Minute)
+	mustToken(t, ts)
+	eventually(t, "refresh and singleflight goroutines to exit", func() bool {
+		return leaktest.Count(leaktest.BackgroundRefresh) == 0 && !ts.refreshing.Load() && leaktest.Count(leaktest.SharedFetch) == 0
+	})
+	if n := tokenRequests(srv); n != 2 {
+		t.Fatalf("token requests = %d, want 2", n)
+	}
+}
+
+func TestTokenExpiredOnArrivalIsNotCached(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
+	// The request "was sent" two hours before the answer arrived: the 1 h token is dead on arrival.
+	base := ts.endpoint.client.Transport
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return base.RoundTrip(r)
-}
-
-// rfSlowStub answers with a token, holding back the first slow answers
-// by delay (or until the client goes away). It reads the request body
-// first, so that net/http notices a client hanging up.
-func rfSlowStub(t *testing.T, slow int32, delay time.Duration) *rfStub {
-	t.Helper()
-	var stub *rfStub
-	stub = rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		if stub.requests.Load() <= slow {
-			timer := time.NewTimer(delay)
-			defer timer.Stop()
-			select {
-			case <-timer.C:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		rfRespond(http.StatusCreated, "application/json", rfTokenBody(rfToken, "Bearer", 3600))(w, r)
+	ts.endpoint.client.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := base.RoundTrip(r)
+		clock.Advance(2 * time.Hour)
+		return resp, err
 	})
-	return stub
-}
 
-func rfTokenBody(token, tokenType string, expiresIn any) string {
-	b, err := json.Marshal(map[string]any{"data": map[string]any{
-		"access_token": token, "token_type": tokenType, "expires_in": expiresIn,
-	}})
-	if err != nil {
-		panic(err)
+	_, err := ts.Token()
+	if !errors.Is(err, ErrInvalidResponse) || !strings.Contains(err.Error(), "expires in 3600s") {
+		t.Fatalf("err = %v, want ErrInvalidResponse about the expired token", err)
 	}
-	return string(b)
-}
-
-func TestFetchSendsDocumentedRequest(t *testing.T) {
-	type seen struct {
-		method, path, rawQuery, contentType, accept, userAgent, authorization string
-		basicAuth                                                             bool
-		body                                                                  []byte
+	if ts.cache.Load() != nil {
+		t.Fatal("an expired token was cached")
 	}
-	var (
-		mu  sync.Mutex
-		got []seen
-	)
-	stub := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		_, _, basic := r.BasicAuth()
-		mu.Lock()
-		got = append(got, seen{
-			method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery,
-			contentType: r.Header.Get("Content-Type"), accept: r.Header.Get("Accept"),
-			userAgent: r.Header.Get("User-Agent"), authorization: r.Header.Get("Authorization"),
-			basicAuth: basic, body: body,
-		})
-		mu.Unlock()
-		rfRespond(http.StatusCreated, "application/json", rfTokenBody(rfToken, "Bearer", 3600))(w, r)
-	})
-	const path = "/custom/auth/v1/oauth2/token"
-	f, _, _ := rfFetcher(t, stub.URL+path)
-
-	if _, _, err := f.fetch(context.Background()); err != nil {
-		t.Fatalf("fetch: %s", rfHide(err.Error()))
+	if n := tokenRequests(srv); n != 1 {
+		t.Fatalf("token requests = %d, want 1: a token dead on arrival is not fetched again at once", n)
 	}
-
-	mu.Lock()
-	defer mu.Unlock()
-	if len(got) != 1 {
-		t.Fatalf("server saw %d requests, want 1", len(got))
-	}
-	r := got[0]
-	if r.method != http.MethodPost {
-		t.Errorf("method = %q, want POST", r.method)
-	}
-	if r.path != path {
-		t.Errorf("path = %q, want the TokenURL's path %q", r.path, path)
-	}
-	if r.rawQuery != "" {
-		t.Errorf("query = %q, want none", rfHide(r.rawQuery))
-	}
-	if r.contentType != "application/json" {
-		t.Errorf("Content-Type = %q, want application/json", r.contentType)
-	}
-	if r.accept != "application/json" {
-		t.Errorf("Accept = %q, want application/json", r.accept)
-	}
-	if !strings.HasPrefix(r.userAgent, "forteauth-go/") {
-		t.Errorf("User-Agent = %q, want it to start with forteauth-go/", r.userAgent)
-	}
-	if r.authorization != "" || r.basicAuth {
-		t.Errorf("request carries an Authorization header (%d bytes); credentials belong in the body only", len(r.authorization))
-	}
-	want := `{"client_id":"` + rfClientID + `","client_secret":"` + rfSecret + `"}`
-	if string(r.body) != want {
-		t.Errorf("body = %s, want %s", rfHide(string(r.body)), rfHide(want))
+	if _, err2 := ts.Token(); !errors.Is(err2, ErrInvalidResponse) || tokenRequests(srv) != 1 {
+		t.Fatalf("during the cool-down: err %v, token requests %d; want the error again and no request", err2, tokenRequests(srv))
 	}
 }
 
-func TestFetchAcceptsSuccessResponses(t *testing.T) {
-	tests := []struct {
-		name   string
-		status int
-		body   string
-	}{
-		{"201 as documented", http.StatusCreated, rfTokenBody(rfToken, "Bearer", 3600)},
-		{"200", http.StatusOK, rfTokenBody(rfToken, "Bearer", 3600)},
-		{"expires_in as a string", http.StatusCreated, rfTokenBody(rfToken, "Bearer", "3600")},
-		{"token_type lower case", http.StatusCreated, rfTokenBody(rfToken, "bearer", 3600)},
-		{"token_type upper case", http.StatusCreated, rfTokenBody(rfToken, "BEARER", 3600)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			stub := rfNewStub(t, rfRespond(tt.status, "application/json", tt.body))
-			f, _, clock := rfFetcher(t, stub.URL+fortetest.TokenPath)
-			clock.Advance(17 * time.Minute)
-			sentAt := clock.Now()
+func TestFailedFetchCoolsDownInsteadOfFlooding(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	logger, logs := newTestLogger()
+	src := newTestSource(t, withServer(srv), withConfig(func(c *Config) { c.ClientSecret = "wrong-secret-0123"; c.Logger = logger }))
+	ts, clock := src.ts, src.clock
 
-			tok, sent, err := f.fetch(context.Background())
-			if err != nil {
-				t.Fatalf("fetch: %s", rfHide(err.Error(), rfToken))
-			}
-			if tok.AccessToken != rfToken {
-				t.Errorf("AccessToken is not the one served (%d bytes, want %d)", len(tok.AccessToken), len(rfToken))
-			}
-			if tok.TokenType != "Bearer" {
-				t.Errorf("TokenType = %q, want Bearer", tok.TokenType)
-			}
-			if tok.ExpiresIn != 3600 {
-				t.Errorf("ExpiresIn = %d, want 3600", tok.ExpiresIn)
-			}
-			if !sent.Equal(sentAt) {
-				t.Errorf("sent = %v, want the clock's time when sent, %v", sent, sentAt)
-			}
-			if want := sentAt.Add(time.Hour); !tok.Expiry.Equal(want) {
-				t.Errorf("Expiry = %v, want sent + expires_in = %v", tok.Expiry, want)
-			}
-			if stub.requests.Load() != 1 {
-				t.Errorf("server saw %d requests, want 1", stub.requests.Load())
-			}
-		})
-	}
-}
-
-func TestFetchReturnsDistinctTokenEachTime(t *testing.T) {
-	srv := rfForte(t)
-	f, _, _ := rfFetcher(t, srv.TokenURL)
-	t1, _, err1 := f.fetch(context.Background())
-	t2, _, err2 := f.fetch(context.Background())
-	if err1 != nil || err2 != nil {
-		t.Fatalf("fetch failed: %s", rfHide(errors.Join(err1, err2).Error()))
-	}
-	if t1 == t2 {
-		t.Fatal("two fetches returned the same *oauth2.Token pointer")
-	}
-	if t1.AccessToken == t2.AccessToken {
-		t.Error("two fetches returned the same access token; want each to be a new one")
-	}
-	if n := srv.Stats().TokenRequests; n != 2 {
-		t.Errorf("server saw %d token requests, want 2", n)
-	}
-}
-
-// rfNumericToken is an access token sent as a JSON number.
-const rfNumericToken = "9876543210123456"
-
-// rfMalformedAnswers are 2xx answers that hold no usable token, each
-// answered once. token is a token value in body, which no error may show.
-// TestFetchRejectsInvalidTokenResponsesWithoutRetry checks what fetch makes
-// of them; TestMalformedAnswerIsNotCachedAndCoolsDown, what a TokenSource
-// does with that.
-var rfMalformedAnswers = []struct {
-	name        string
-	status      int
-	contentType string
-	body        string
-	token       string
-}{
-	{name: "empty access_token", body: rfTokenBody("", "Bearer", 3600)},
-	{name: "access named access as in an old guide", body: `{"data":{"access":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"}}`, token: rfToken},
-	{name: "missing expires_in", body: `{"data":{"access_token":"` + rfToken + `","token_type":"Bearer"}}`, token: rfToken},
-	{name: "null expires_in", body: rfTokenBody(rfToken, "Bearer", nil), token: rfToken},
-	{name: "zero expires_in", body: rfTokenBody(rfToken, "Bearer", 0), token: rfToken},
-	{name: "negative expires_in", body: rfTokenBody(rfToken, "Bearer", -60), token: rfToken},
-	{name: "non-numeric expires_in", body: rfTokenBody(rfToken, "Bearer", "abc"), token: rfToken},
-	{name: "fractional expires_in", body: rfTokenBody(rfToken, "Bearer", 1.5), token: rfToken},
-	{name: "expires_in beyond 68 years", body: rfTokenBody(rfToken, "Bearer", int64(math.MaxInt32)+1), token: rfToken},
-	{name: "expires_in huge float", body: rfTokenBody(rfToken, "Bearer", 1e300), token: rfToken},
-	{name: "token_type MAC", body: rfTokenBody(rfToken, "MAC", 3600), token: rfToken},
-	{name: "missing token_type", body: `{"data":{"access_token":"` + rfToken + `","expires_in":3600}}`, token: rfToken},
-	{name: "missing data", body: `{"access_token":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"}`, token: rfToken},
-	{name: "null data", body: `{"data":null}`},
-	{name: "data not an object", body: `{"data":"` + rfToken + `"}`, token: rfToken},
-	{name: "empty body", body: ""},
-	{name: "HTML error page with 200", status: http.StatusOK, contentType: "text/html",
-		body: "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"},
-	{name: "truncated JSON", body: `{"data":{"access_tok`},
-	{name: "access_token with a space", body: rfTokenBody("RECOGNISABLE access-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE access-token-0123456789"},
-	{name: "access_token with a newline", body: rfTokenBody("RECOGNISABLE\naccess-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE\naccess-token-0123456789"},
-	{name: "access_token with non-ASCII", body: rfTokenBody("RECOGNISABLE-accéss-token-0123456789", "Bearer", 3600), token: "RECOGNISABLE-accéss-token-0123456789"},
-	{name: "access_token a number", body: `{"data":{"access_token":` + rfNumericToken + `,"expires_in":3600,"token_type":"Bearer"}}`, token: rfNumericToken},
-	// encoding/json stops at 10,000 levels of nesting, without recursing
-	// further; below that, nesting where an object belongs is a type error.
-	{name: "JSON nested 100000 deep", body: `{"data":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`},
-	{name: "JSON nested 5000 deep inside data", body: `{"data":` + strings.Repeat(`{"data":`, 5000) + `{}` + strings.Repeat("}", 5000) + `}`},
-	// encoding/json turns invalid UTF-8 in a string into U+FFFD, which
-	// the header check then rejects; outside a string it is a syntax error.
-	// (Written by hand: json.Marshal would replace the bytes itself.)
-	{name: "invalid UTF-8 in access_token", body: "{\"data\":{\"access_token\":\"RECOGNISABLE-\xff\xfe-token-0123456789\",\"token_type\":\"Bearer\",\"expires_in\":3600}}", token: "RECOGNISABLE"},
-	{name: "invalid UTF-8 in token_type", body: "{\"data\":{\"access_token\":\"" + rfToken + "\",\"token_type\":\"Bear\xc3\x28er\",\"expires_in\":3600}}", token: rfToken},
-	{name: "invalid UTF-8 outside strings", body: "{\xff\"data\":{\"access_token\":\"" + rfToken + "\",\"token_type\":\"Bearer\",\"expires_in\":3600}}", token: rfToken},
-	{name: "body over 1 MiB", body: `{"data":{"access_token":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"},"padding":"` + strings.Repeat("x", 1<<20) + `"}`, token: rfToken},
-}
-
-func TestFetchRejectsInvalidTokenResponsesWithoutRetry(t *testing.T) {
-	tests := rfMalformedAnswers
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := rfForte(t)
-			// Only the first request gets the bad body; a retry would get a
-			// good token, so retrying shows up as success.
-			srv.FailNext(fortetest.Failure{Status: tt.status, Body: tt.body, ContentType: tt.contentType})
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
-
-			tok, _, err := f.fetch(context.Background())
-			if err == nil {
-				t.Fatalf("fetch succeeded (token of %d bytes), want an error", len(tok.AccessToken))
-			}
-			msg := err.Error()
-			rfAssertAbsent(t, "error", msg, rfSecret, tt.token)
-			if !errors.Is(err, ErrInvalidResponse) {
-				t.Errorf("error does not wrap ErrInvalidResponse: %s", rfHide(msg, tt.token))
-			}
-			if !strings.HasPrefix(msg, "forteauth: ") {
-				t.Errorf("error %q does not start with \"forteauth: \"", rfHide(msg, tt.token))
-			}
-			if n := srv.Stats().TokenRequests; n != 1 {
-				t.Errorf("server saw %d token requests, want exactly 1 (no retry)", n)
-			}
-			if w := rec.recorded(); len(w) != 0 {
-				t.Errorf("fetch waited %v before retrying, want no retry", w)
-			}
-		})
-	}
-}
-
-func TestFetchRejectsBodyOverOneMiB(t *testing.T) {
-	var written atomic.Int64
-	done := make(chan struct{})
-	stub := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
-		defer close(done)
-		io.Copy(io.Discard, r.Body)
-		// A valid token answer, padded past 1 MiB.
-		body := `{"data":{"access_token":"` + rfToken + `","expires_in":3600,"token_type":"Bearer"},"padding":"` +
-			strings.Repeat("x", 1<<20) + `"}`
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusCreated)
-		for len(body) > 0 {
-			chunk := body[:min(len(body), 32<<10)]
-			n, err := io.WriteString(w, chunk)
-			written.Add(int64(n))
-			if err != nil {
-				return
-			}
-			body = body[n:]
-		}
-	})
-	f, rec, _ := rfFetcher(t, stub.URL+fortetest.TokenPath)
-
-	_, _, err := f.fetch(context.Background())
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("handler did not finish within 10s")
-	}
-	if n := written.Load(); n <= 1<<20 {
-		t.Fatalf("server wrote only %d bytes; the test needs more than 1 MiB", n)
-	}
-	if err == nil {
-		t.Fatal("fetch accepted a body over 1 MiB")
-	}
-	msg := err.Error()
-	rfAssertAbsent(t, "error", msg, rfSecret, rfToken)
-	if !errors.Is(err, ErrInvalidResponse) {
-		t.Errorf("error does not wrap ErrInvalidResponse: %s", rfHide(msg, rfToken))
-	}
-	if !strings.Contains(msg, "1 MiB") {
-		t.Errorf("error %q does not say the body exceeds 1 MiB", rfHide(msg, rfToken))
-	}
-	if n := stub.requests.Load(); n != 1 || len(rec.recorded()) != 0 {
-		t.Errorf("server saw %d requests and fetch waited %v; want 1 request, no retry", n, rec.recorded())
-	}
-}
-
-func TestFetchReportsForteErrorAsRetrieveError(t *testing.T) {
-	const body = `{"error":{"message":"invalid params","reason":"Unauthorized","status":401}}`
-	srv := rfForte(t)
-	srv.FailNext(fortetest.Failure{Status: http.StatusUnauthorized, Body: body})
-	f, rec, _ := rfFetcher(t, srv.TokenURL)
-
-	_, _, err := f.fetch(context.Background())
-	if err == nil {
-		t.Fatal("fetch succeeded after a 401")
-	}
-	msg := err.Error()
-	rfAssertAbsent(t, "error", msg, rfSecret)
+	_, err := ts.Token()
 	var re *oauth2.RetrieveError
-	if !errors.As(err, &re) {
-		t.Fatalf("error does not unwrap to *oauth2.RetrieveError: %s", rfHide(msg))
+	if !errors.As(err, &re) || re.Response.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("err = %v, want a RetrieveError with 401", err)
 	}
-	if re.Response == nil || re.Response.StatusCode != http.StatusUnauthorized {
-		t.Errorf("RetrieveError.Response = %v, want status 401", re.Response)
+
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Go(func() {
+			_, err := ts.Token()
+			var re *oauth2.RetrieveError
+			if !errors.As(err, &re) || !strings.Contains(err.Error(), "forteauth: no token") {
+				t.Errorf("during the cool-down err = %v, want the fetch error wrapped", err)
+			}
+		})
 	}
-	if string(re.Body) != body {
-		t.Errorf("RetrieveError.Body = %s, want %s", rfHide(string(re.Body)), body)
+	wg.Wait()
+	if n := tokenRequests(srv); n != 1 {
+		t.Fatalf("token requests = %d during the cool-down, want 1", n)
 	}
-	if re.ErrorCode != "Unauthorized" {
-		t.Errorf("ErrorCode = %q, want Unauthorized", rfHide(re.ErrorCode))
+	if !strings.Contains(logs.String(), "cool_down") || strings.Contains(logs.String(), "wrong-secret-0123") {
+		t.Fatalf("cool-down not logged, or the secret was: %q", logs.String())
 	}
-	if re.ErrorDescription != "invalid params" {
-		t.Errorf("ErrorDescription = %q, want invalid params", rfHide(re.ErrorDescription))
+
+	// Each failure in a row doubles the cool-down (jittered to [d/2, d]) up to failureBackoff.max.
+	want := failureBackoff.base
+	for i := 2; i <= 8; i++ {
+		f := ts.failure.Load()
+		d := f.until.Sub(clock.Now())
+		if d < want/2 || d > want {
+			t.Fatalf("cool-down %d is %v, want in [%v, %v]", i-1, d, want/2, want)
+		}
+		clock.Advance(d)
+		if _, err := ts.Token(); err == nil {
+			t.Fatal("bad credentials produced a token")
+		}
+		if n := tokenRequests(srv); n != i {
+			t.Fatalf("token requests = %d after cool-down %d, want %d", n, i-1, i)
+		}
+		want = min(2*want, failureBackoff.max)
 	}
-	if !strings.HasPrefix(msg, "forteauth: ") {
-		t.Errorf("error %q does not start with \"forteauth: \"", rfHide(msg))
-	}
-	if !strings.Contains(msg, "check ClientID and ClientSecret") {
-		t.Errorf("error %q does not tell the user to check ClientID and ClientSecret", rfHide(msg))
-	}
-	if n := srv.Stats().TokenRequests; n != 1 || len(rec.recorded()) != 0 {
-		t.Errorf("server saw %d token requests, waits %v; want 1 request and no retry", n, rec.recorded())
+	if d := ts.failure.Load().until.Sub(clock.Now()); d > failureBackoff.max {
+		t.Fatalf("cool-down %v exceeds its cap %v", d, failureBackoff.max)
 	}
 }
 
-func TestFetchScrubsSecretEchoedInErrorBody(t *testing.T) {
-	forteBody := func(msg string) string {
-		b, _ := json.Marshal(map[string]any{"error": map[string]any{"message": msg, "reason": "Unauthorized", "status": 401}})
-		return string(b)
+func TestRetryAfterLengthensCoolDownAndBackoff(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	src := newTestSource(t, withServer(srv))
+	ts, clock, rec := src.ts, src.clock, src.sleeps
+	tooBusy := fortetest.Failure{Status: http.StatusServiceUnavailable, RetryAfter: "120"} // beyond one fetch's budget
+
+	srv.FailNext(tooBusy)
+	if _, err := ts.Token(); err == nil {
+		t.Fatal("want the injected 503")
 	}
-	tests := []struct {
-		name   string
-		secret string
-		body   func(request []byte, secret string) string
+	if d := ts.failure.Load().until.Sub(clock.Now()); d < 120*time.Second {
+		t.Fatalf("cool-down %v after Retry-After: 120, want at least 120s", d)
+	}
+	if n := tokenRequests(srv); n != 1 || len(rec.recorded()) != 0 {
+		t.Fatalf("token requests %d, retry waits %v: a wait beyond the budget must end the fetch at once", n, rec.recorded())
+	}
+
+	clock.Advance(120 * time.Second)
+	mustToken(t, ts)
+	srv.FailNext(tooBusy)
+	clock.Advance(time.Hour - 2*time.Minute) // in the window, 1m30s before stale
+	mustToken(t, ts)
+	eventually(t, "the failed background refresh to finish", func() bool { return tokenRequests(srv) == 3 && !ts.refreshing.Load() })
+	e := ts.cache.Load()
+	if e.refreshAfter != e.staleAfter {
+		t.Fatalf("next background attempt at age %v; Retry-After: 120 should put it off to the stale point %v", e.refreshAfter, e.staleAfter)
+	}
+}
+
+func TestSuccessEndsTheCoolDown(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	src := newTestSource(t, withServer(srv))
+	ts, clock := src.ts, src.clock
+	srv.FailNext(fortetest.Failure{Status: http.StatusUnauthorized})
+
+	if _, err := ts.Token(); err == nil {
+		t.Fatal("want the injected 401")
+	}
+	clock.Advance(failureBackoff.base)
+	mustToken(t, ts)
+	if ts.failure.Load() != nil {
+		t.Fatal("a successful fetch left the cool-down in place")
+	}
+	if n := tokenRequests(srv); n != 2 {
+		t.Fatalf("token requests = %d, want 2", n)
+	}
+}
+
+// The 401 flood guard, seen through a Transport: a token the API rejects
+// costs at most one fetch per cool-down, however many requests are rejected.
+
+// guardState returns the rounds of ts's 401 flood guard and the end of
+// its cool-down. It is the only test code that reads the guard itself.
+func guardState(ts *TokenSource) (rounds int, until time.Time) {
+	g := &ts.unauthorized
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.rounds, g.until
+}
+
+// floodSetup returns a client whose API requests go to srv's API unless
+// reject is set; then the API answers 401 to every token.
+func floodSetup(t *testing.T) (srv *fortetest.Server, ts *TokenSource, clock *fakeClock, c *http.Client, reject *atomic.Bool) {
+	t.Helper()
+	src := newTestSource(t)
+	srv, ts, clock = src.srv, src.ts, src.clock
+	reject = new(atomic.Bool)
+	c = &http.Client{Transport: &Transport{Source: ts, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if reject.Load() {
+			closeBody(r)
+			return unauthorizedResponse(r), nil
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})}}
+	return srv, ts, clock, c, reject
+}
+
+func unauthorizedResponse(r *http.Request) *http.Response {
+	return &http.Response{StatusCode: http.StatusUnauthorized, Header: http.Header{},
+		Body: io.NopCloser(strings.NewReader(`{"error":"rejected"}`)), Request: r}
+}
+
+// maxCoolDowns is the most 401 cool-downs that can start within d: each
+// lasts at least half of 1 s doubling to 30 s.
+func maxCoolDowns(d time.Duration) int {
+	n, spent := 1, time.Duration(0)
+	for {
+		spent += min(failureBackoff.base<<(n-1), failureBackoff.max) / 2
+		if spent > d {
+			return n
+		}
+		n++
+	}
+}
+
+func TestTransport401ToATokenRevokedAtIssueIsRecovered(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	ts := newTestSource(t, withServer(srv)).ts
+	c := &http.Client{Transport: &Transport{Source: ts}}
+	mustToken(t, ts) // issued now, and the fake clock does not move
+	srv.Revoke()
+	if code := get(t, c, srv.URL+"/v3/x"); code != 200 {
+		t.Fatalf("status %d, want 200: a token revoked 0 s after issue must be recovered", code)
+	}
+	if n := tokenRequests(srv); n != 2 {
+		t.Fatalf("token requests = %d, want 2: the revoked token and one replacement", n)
+	}
+	if code := get(t, c, srv.URL+"/v3/x"); code != 200 || tokenRequests(srv) != 2 {
+		t.Fatalf("next request: status %d, token requests %d; want 200 with the replacement", code, tokenRequests(srv))
+	}
+}
+
+func TestTransport401FloodCostsOneTokenRequestPerCoolDown(t *testing.T) {
+	srv, ts, clock, c, reject := floodSetup(t)
+	reject.Store(true)
+	const requests, step = 1200, 100 * time.Millisecond // 120 s
+	for i := range requests {
+		if code := get(t, c, srv.URL+"/v3/x"); code != 401 {
+			t.Fatalf("request %d: status %d, want the API's 401", i, code)
+		}
+		clock.Advance(step)
+	}
+	rounds, _ := guardState(ts)
+	n := tokenRequests(srv)
+	if limit := maxCoolDowns(requests * step); rounds < 1 || rounds > limit {
+		t.Fatalf("%d cool-downs in %v, want 1 to %d", rounds, requests*step, limit)
+	}
+	t.Logf("%d requests over %v: %d token requests, %d cool-downs (at most %d possible)",
+		requests, requests*step, n, rounds, maxCoolDowns(requests*step))
+	if n < 2 || n > 1+rounds {
+		t.Fatalf("%d requests over %v cost %d token requests with %d cool-downs; want 2 to %d",
+			requests, requests*step, n, rounds, 1+rounds)
+	}
+}
+
+func TestConcurrent401sFetchOneNewToken(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		rejectAll bool
+		want      int
 	}{
-		{"request echoed as is", rfSecret, func(req []byte, _ string) string {
-			return "bad request: " + string(req)
-		}},
-		{"secret in Forte's error message", rfSecret, func(_ []byte, s string) string {
-			return forteBody("client_secret " + s + " is wrong")
-		}},
-		{"request with HTML-escaped secret echoed as is", `s3cr3t<&>"XYZ`, func(req []byte, _ string) string {
-			return string(req)
-		}},
-		{"secret in error message with slashes escaped", "s3cr3t/value+XYZ/==", func(_ []byte, s string) string {
-			// PHP's json_encode and some Java encoders write "/" as "\/".
-			return strings.ReplaceAll(forteBody("client_secret "+s+" is wrong"), "/", `\/`)
-		}},
-	}
-	for _, tt := range tests {
+		{"the new token is accepted", false, 200},
+		{"the API rejects every token", true, 401},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
-			stub := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
-				req, _ := io.ReadAll(r.Body)
-				rfRespond(http.StatusUnauthorized, "application/json", tt.body(req, tt.secret))(w, r)
-			})
-			cfg := rfConfig(stub.URL + fortetest.TokenPath)
-			cfg.ClientSecret = tt.secret
-			f, _ := testFetcher(t, cfg)
-
-			_, _, err := f.fetch(context.Background())
-			if err == nil {
-				t.Fatal("fetch succeeded after a 401")
-			}
-			rfAssertAbsent(t, "error string", err.Error(), tt.secret)
-			var re *oauth2.RetrieveError
-			if !errors.As(err, &re) {
-				t.Fatalf("error does not unwrap to *oauth2.RetrieveError: %s", rfHide(err.Error(), tt.secret))
-			}
-			rfAssertAbsent(t, "RetrieveError.Body", string(re.Body), tt.secret)
-			rfAssertAbsent(t, "RetrieveError.ErrorCode", re.ErrorCode, tt.secret)
-			rfAssertAbsent(t, "RetrieveError.ErrorDescription", re.ErrorDescription, tt.secret)
-			rfAssertAbsent(t, "RetrieveError.Error()", re.Error(), tt.secret)
-		})
-	}
-}
-
-func TestFetchDoesNotRetryClientErrors(t *testing.T) {
-	for _, status := range []int{
-		http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
-		http.StatusMethodNotAllowed, http.StatusUnprocessableEntity,
-		http.StatusNotImplemented, http.StatusHTTPVersionNotSupported,
-	} {
-		t.Run(http.StatusText(status), func(t *testing.T) {
-			srv := rfForte(t)
-			srv.FailNext(fortetest.Failure{Status: status})
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
-
-			_, _, err := f.fetch(context.Background())
-			if err == nil {
-				t.Fatalf("fetch succeeded; want the %d returned without retry", status)
-			}
-			var re *oauth2.RetrieveError
-			if !errors.As(err, &re) || re.Response.StatusCode != status {
-				t.Errorf("error %s does not unwrap to a RetrieveError with status %d", rfHide(err.Error()), status)
-			}
-			if n := srv.Stats().TokenRequests; n != 1 {
-				t.Errorf("server saw %d token requests, want exactly 1", n)
-			}
-			if w := rec.recorded(); len(w) != 0 {
-				t.Errorf("fetch waited %v, want no retry", w)
-			}
-		})
-	}
-}
-
-func TestFetchDoesNotFollowRedirects(t *testing.T) {
-	other := rfNewStub(t, rfRespond(http.StatusCreated, "application/json", rfTokenBody(rfToken, "Bearer", 3600)))
-	redirector := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, other.URL+fortetest.TokenPath, http.StatusFound)
-	})
-
-	var followCalls atomic.Int32
-	follow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
-		followCalls.Add(1)
-		return nil
-	}}
-	for _, tc := range []struct {
-		name   string
-		client *http.Client
-	}{
-		{"default client", nil},
-		{"client whose CheckRedirect follows", follow},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			other.requests.Store(0)
-			redirector.requests.Store(0)
-			cfg := rfConfig(redirector.URL + fortetest.TokenPath)
-			cfg.HTTPClient = tc.client
-
-			tok, err := cfg.Token(context.Background())
-			if err == nil {
-				t.Fatalf("Token succeeded (token of %d bytes) by following a redirect", len(tok.AccessToken))
-			}
-			rfAssertAbsent(t, "error", err.Error(), rfSecret)
-			if n := other.requests.Load(); n != 0 {
-				t.Errorf("redirect target got %d requests, want 0: the secret went to another host", n)
-			}
-			if n := redirector.requests.Load(); n != 1 {
-				t.Errorf("token endpoint got %d requests, want 1", n)
-			}
-			var re *oauth2.RetrieveError
-			if !errors.As(err, &re) || re.Response.StatusCode != http.StatusFound {
-				t.Errorf("error %s does not unwrap to a RetrieveError with status 302", rfHide(err.Error()))
-			}
-		})
-	}
-	if n := followCalls.Load(); n != 0 {
-		t.Errorf("the caller's CheckRedirect was consulted %d times, want 0", n)
-	}
-	if follow.CheckRedirect == nil || follow.CheckRedirect(nil, nil) != nil {
-		t.Error("the caller's http.Client.CheckRedirect was modified")
-	}
-}
-
-func TestFetchRetriesServerErrorsThenSucceeds(t *testing.T) {
-	for _, status := range []int{
-		http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable,
-		http.StatusGatewayTimeout, http.StatusTooManyRequests, http.StatusRequestTimeout,
-	} {
-		t.Run(http.StatusText(status), func(t *testing.T) {
-			srv := rfForte(t)
-			const failures = 2
-			srv.FailNext(fortetest.Failure{Status: status}, fortetest.Failure{Status: status})
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
-
-			tok, _, err := f.fetch(context.Background())
-			if err != nil {
-				t.Fatalf("fetch: %s", rfHide(err.Error()))
-			}
-			if tok.AccessToken == "" {
-				t.Error("token is empty")
-			}
-			if n := srv.Stats().TokenRequests; n != failures+1 {
-				t.Errorf("server saw %d token requests, want %d", n, failures+1)
-			}
-			if w := rec.recorded(); len(w) != failures {
-				t.Errorf("fetch waited %v, want %d waits", w, failures)
-			}
-		})
-	}
-}
-
-func TestFetchGivesUpAfterRetryAttempts(t *testing.T) {
-	for _, status := range []int{http.StatusInternalServerError, http.StatusServiceUnavailable, http.StatusTooManyRequests} {
-		t.Run(http.StatusText(status), func(t *testing.T) {
-			srv := rfForte(t)
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
-			attempts := f.retry.attempts
-			for i := 1; i <= attempts; i++ {
-				srv.FailNext(fortetest.Failure{Status: status,
-					Body: `{"error":{"message":"failure ` + strconv.Itoa(i) + `","reason":"Server Error","status":` + strconv.Itoa(status) + `}}`})
-			}
-			// The request after those would succeed.
-
-			_, _, err := f.fetch(context.Background())
-			if err == nil {
-				t.Fatal("fetch succeeded after every attempt failed")
-			}
-			var re *oauth2.RetrieveError
-			if !errors.As(err, &re) {
-				t.Fatalf("error does not unwrap to a RetrieveError: %s", rfHide(err.Error()))
-			}
-			if want := "failure " + strconv.Itoa(attempts); re.ErrorDescription != want || re.Response.StatusCode != status {
-				t.Errorf("got the error of %q (HTTP %d), want the last one, %q (HTTP %d)",
-					re.ErrorDescription, re.Response.StatusCode, want, status)
-			}
-			if n := srv.Stats().TokenRequests; n != attempts {
-				t.Errorf("server saw %d token requests, want retry.attempts = %d", n, attempts)
-			}
-			if w := rec.recorded(); len(w) != attempts-1 {
-				t.Errorf("fetch waited %v, want %d waits", w, attempts-1)
-			}
-		})
-	}
-}
-
-func TestFetchBackoffWaitsDoubleWithinBounds(t *testing.T) {
-	tests := []struct {
-		name   string
-		policy func(*retryPolicy)
-	}{
-		{"default policy", func(*retryPolicy) {}},
-		{"capped", func(p *retryPolicy) { p.attempts, p.base, p.max = 6, time.Second, 3*time.Second }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := rfForte(t)
-			srv.SetFailureRate(1, fortetest.Failure{Status: http.StatusServiceUnavailable})
-			for range 5 { // jitter differs each time
-				f, rec, _ := rfFetcher(t, srv.TokenURL)
-				tt.policy(&f.retry)
-				if _, _, err := f.fetch(context.Background()); err == nil {
-					t.Fatal("fetch succeeded against a server that always fails")
+			srv := fortetest.NewServer()
+			defer srv.Close()
+			ts := newTestSource(t, withServer(srv)).ts
+			first := "Bearer " + mustToken(t, ts).AccessToken
+			srv.Revoke()
+			const callers = 50
+			var (
+				atAPI sync.WaitGroup // the callers holding the first token
+				mu    sync.Mutex
+				sends = map[string]int{}
+			)
+			atAPI.Add(callers)
+			c := &http.Client{Transport: &Transport{Source: ts, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				mu.Lock()
+				sends[r.Header.Get("X-Caller")]++
+				mu.Unlock()
+				if r.Header.Get("Authorization") == first {
+					atAPI.Done()
+					atAPI.Wait() // all 50 are answered 401 for the first token together
 				}
-				waits := rec.recorded()
-				if len(waits) != f.retry.attempts-1 {
-					t.Fatalf("fetch waited %v, want %d waits", waits, f.retry.attempts-1)
+				if tt.rejectAll {
+					return unauthorizedResponse(r), nil
 				}
-				for i, w := range waits {
-					n := i + 1
-					hi := min(f.retry.base<<(n-1), f.retry.max)
-					lo := hi / 2
-					if w < lo || w > hi {
-						t.Errorf("wait %d = %v, want within [%v, %v]", n, w, lo, hi)
+				return http.DefaultTransport.RoundTrip(r)
+			})}}
+			var wg sync.WaitGroup
+			for i := range callers {
+				wg.Go(func() {
+					req, _ := http.NewRequest("GET", srv.URL+"/v3/x", nil)
+					req.Header.Set("X-Caller", fmt.Sprint(i))
+					resp, err := c.Do(req)
+					if err != nil {
+						t.Error(err)
+						return
 					}
+					resp.Body.Close()
+					if resp.StatusCode != tt.want {
+						t.Errorf("status %d, want %d", resp.StatusCode, tt.want)
+					}
+				})
+			}
+			within(t, "50 concurrent requests", wg.Wait)
+			if n := tokenRequests(srv); n != 2 {
+				t.Fatalf("token requests = %d, want 2: the rejected token and one replacement", n)
+			}
+			for i := range callers {
+				if n := sends[fmt.Sprint(i)]; n < 1 || n > 2 || !tt.rejectAll && n != 2 {
+					t.Fatalf("caller %d was sent %d times; want once and at most one replay (a replay with the new token if it is accepted)", i, n)
 				}
 			}
 		})
 	}
 }
 
-func TestFetchHonoursRetryAfterSeconds(t *testing.T) {
-	for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
-		t.Run(http.StatusText(status), func(t *testing.T) {
-			srv := rfForte(t)
-			srv.FailNext(fortetest.Failure{Status: status, RetryAfter: "2"})
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
-
-			if _, _, err := f.fetch(context.Background()); err != nil {
-				t.Fatalf("fetch: %s", rfHide(err.Error()))
-			}
-			waits := rec.recorded()
-			if len(waits) != 1 || waits[0] < 2*time.Second {
-				t.Errorf("fetch waited %v, want one wait of at least the 2s Retry-After asks", waits)
-			}
-			if n := srv.Stats().TokenRequests; n != 2 {
-				t.Errorf("server saw %d token requests, want 2", n)
-			}
-		})
+func TestTransport401GuardEndsOnAnyOtherAnswer(t *testing.T) {
+	srv, _, clock, c, reject := floodSetup(t)
+	reject.Store(true)
+	if code := get(t, c, srv.URL+"/v3/x"); code != 401 || tokenRequests(srv) != 2 {
+		t.Fatalf("status %d, token requests %d; want 401 after one recovery attempt (2)", code, tokenRequests(srv))
+	}
+	if code := get(t, c, srv.URL+"/v3/x"); code != 401 || tokenRequests(srv) != 2 {
+		t.Fatalf("status %d, token requests %d; want 401 as is during the cool-down (2)", code, tokenRequests(srv))
+	}
+	reject.Store(false)
+	if code := get(t, c, srv.URL+"/v3/x"); code != 200 {
+		t.Fatalf("status %d, want 200 once the API accepts the token", code)
+	}
+	// That answer ended the guard: a rejection of the accepted token,
+	// within what was the cool-down, is recovered at once.
+	srv.Revoke()
+	if code := get(t, c, srv.URL+"/v3/x"); code != 200 || tokenRequests(srv) != 3 {
+		t.Fatalf("status %d, token requests %d; want 200 with a new token (3)", code, tokenRequests(srv))
+	}
+	// The rounds start over: the next cool-down is a first one, at most 1 s.
+	reject.Store(true)
+	if code := get(t, c, srv.URL+"/v3/x"); code != 401 || tokenRequests(srv) != 4 {
+		t.Fatalf("status %d, token requests %d; want 401 after one recovery attempt (4)", code, tokenRequests(srv))
+	}
+	clock.Advance(failureBackoff.base)
+	if code := get(t, c, srv.URL+"/v3/x"); code != 401 || tokenRequests(srv) != 5 {
+		t.Fatalf("status %d, token requests %d; want 401 after one more attempt (5) once a first cool-down has passed",
+			code, tokenRequests(srv))
 	}
 }
 
-func TestFetchHonoursRetryAfterDate(t *testing.T) {
-	srv := rfForte(t)
-	f, rec, clock := rfFetcher(t, srv.TokenURL)
-	srv.FailNext(fortetest.Failure{Status: http.StatusServiceUnavailable,
-		RetryAfter: clock.Now().Add(3 * time.Second).Format(http.TimeFormat)})
-
-	if _, _, err := f.fetch(context.Background()); err != nil {
-		t.Fatalf("fetch: %s", rfHide(err.Error()))
-	}
-	waits := rec.recorded()
-	if len(waits) != 1 || waits[0] < 2500*time.Millisecond || waits[0] > 3500*time.Millisecond {
-		t.Errorf("fetch waited %v, want one wait of about 3s, as the Retry-After date asks", waits)
-	}
-}
-
-func TestFetchDoesNotRetryWhenRetryAfterExceedsBudget(t *testing.T) {
-	srv := rfForte(t)
-	clock := newFakeClock()
-	tests := []struct{ name, retryAfter string }{
-		{"seconds", "3600"},
-		{"date", clock.Now().Add(2 * time.Hour).Format(http.TimeFormat)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before := srv.Stats().TokenRequests
-			srv.FailNext(fortetest.Failure{Status: http.StatusServiceUnavailable, RetryAfter: tt.retryAfter})
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
-			f.now = clock.Now
-			logger, logs := newTestLogger()
-			f.log = logger
-
-			start := time.Now()
-			_, _, err := f.fetch(context.Background())
-			elapsed := time.Since(start)
-			if err == nil {
-				t.Fatal("fetch succeeded; want the 503 returned at once")
-			}
-			var re *oauth2.RetrieveError
-			if !errors.As(err, &re) || re.Response.StatusCode != http.StatusServiceUnavailable {
-				t.Errorf("error %s does not unwrap to the 503", rfHide(err.Error()))
-			}
-			if n := srv.Stats().TokenRequests - before; n != 1 {
-				t.Errorf("server saw %d token requests, want 1", n)
-			}
-			if w := rec.recorded(); len(w) != 0 {
-				t.Errorf("fetch waited %v, want no wait", w)
-			}
-			if elapsed > 1500*time.Millisecond {
-				t.Errorf("fetch took %v, want it to return at once", elapsed)
-			}
-			rfAssertAbsent(t, "log", logs.String(), rfSecret)
-		})
-	}
-}
-
-func TestFetchRetriesConnectionClosedMidAnswer(t *testing.T) {
-	tests := []struct {
-		name string
-		fail fortetest.Failure
-	}{
-		{"closed mid-body", fortetest.Failure{Hangup: true, Body: rfTokenBody(rfToken, "Bearer", 3600)}},
-		{"closed mid-body of a 503", fortetest.Failure{Status: http.StatusServiceUnavailable, Hangup: true, Body: `{"error":{"message":"down","reason":"Service Unavailable","status":503}}`}},
-		{"closed before answering", fortetest.Failure{Hangup: true}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := rfForte(t)
-			srv.FailNext(tt.fail)
-			f, rec, _ := rfFetcher(t, srv.TokenURL)
-
-			tok, _, err := f.fetch(context.Background())
-			if err != nil {
-				t.Fatalf("fetch: %s", rfHide(err.Error()))
-			}
-			if tok.AccessToken == rfToken {
-				t.Error("fetch returned the token from the truncated answer")
-			}
-			if n := srv.Stats().TokenRequests; n != 2 {
-				t.Errorf("server saw %d token requests, want 2", n)
-			}
-			if w := rec.recorded(); len(w) != 1 {
-				t.Errorf("fetch waited %v, want one wait", w)
-			}
-		})
-	}
-}
-
-func TestFetchRetriesConnectionRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-
-	counter := &rfCountingTransport{}
-	cfg := rfConfig("http://" + addr + fortetest.TokenPath)
-	cfg.HTTPClient = &http.Client{Transport: counter}
-	f, rec := testFetcher(t, cfg)
-
-	_, _, err = f.fetch(context.Background())
-	if err == nil {
-		t.Fatal("fetch succeeded against a closed port")
-	}
-	rfAssertAbsent(t, "error", err.Error(), rfSecret)
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Errorf("error %s is not a refused connection", rfHide(err.Error()))
-	}
-	if n := counter.n.Load(); int(n) != f.retry.attempts {
-		t.Errorf("sent %d requests, want retry.attempts = %d", n, f.retry.attempts)
-	}
-	if w := rec.recorded(); len(w) != f.retry.attempts-1 {
-		t.Errorf("fetch waited %v, want %d waits", w, f.retry.attempts-1)
-	}
-}
-
-func TestFetchDoesNotRetryUntrustedCertificate(t *testing.T) {
-	srv := fortetest.NewTLSServer()
-	t.Cleanup(srv.Close)
-	cfg := rfConfig(srv.TokenURL)
-	cfg.HTTPClient = &http.Client{Transport: &http.Transport{}} // does not trust srv's certificate
-	f, rec := testFetcher(t, cfg)
-
-	_, _, err := f.fetch(context.Background())
-	if err == nil {
-		t.Fatal("fetch succeeded over an untrusted certificate")
-	}
-	rfAssertAbsent(t, "error", err.Error(), rfSecret)
-	if !errors.As(err, new(*tls.CertificateVerificationError)) {
-		t.Errorf("error %s is not a certificate verification error", rfHide(err.Error()))
-	}
-	if w := rec.recorded(); len(w) != 0 {
-		t.Errorf("fetch waited %v, want no retry", w)
-	}
-	if n := srv.Stats().TokenRequests; n != 0 {
-		t.Errorf("token endpoint handled %d requests, want 0", n)
-	}
-}
-
-func TestRetryAfterParsesSecondsAndDates(t *testing.T) {
-	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		name, value string
-		want        time.Duration
-	}{
-		{"absent", "", 0},
-		{"zero seconds", "0", 0},
-		{"seconds", "5", 5 * time.Second},
-		{"minutes of seconds", "120", 2 * time.Minute},
-		{"surrounding whitespace", " \t7 ", 7 * time.Second},
-		{"IMF-fixdate", now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{"RFC 850 date", now.Add(time.Hour).Format("Monday, 02-Jan-06 15:04:05 GMT"), time.Hour},
-		{"ANSI C date", now.Add(time.Minute).Format(time.ANSIC), time.Minute},
-		{"date now", now.Format(http.TimeFormat), 0},
-		{"past date", now.Add(-time.Hour).Format(http.TimeFormat), 0},
-		{"garbage", "soon", 0},
-		{"negative", "-5", 0},
-		{"fraction", "1.5", 0},
-		{"with unit", "5s", 0},
-		{"huge", "9999999999999", math.MaxInt32 * time.Second},
-		{"largest int64", "9223372036854775807", math.MaxInt32 * time.Second},
-		// delay-seconds is 1*DIGIT with no upper limit (RFC 9110 §10.2.3):
-		// a value too long for 64 bits still asks for a very long wait.
-		{"longer than 64 bits", "99999999999999999999", math.MaxInt32 * time.Second},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := retryAfter(tt.value, now); got != tt.want {
-				t.Errorf("retryAfter(%q) = %v, want %v", tt.value, got, tt.want)
-			}
-		})
-	}
-}
-
-func TestRetryableStatusClassifiesStatuses(t *testing.T) {
-	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		status     int
-		retryAfter string
-		want       time.Duration // -1: final
-	}{
-		{http.StatusRequestTimeout, "", 0},
-		{http.StatusTooManyRequests, "", 0},
-		{http.StatusTooManyRequests, "7", 7 * time.Second},
-		{http.StatusInternalServerError, "", 0},
-		{http.StatusBadGateway, "", 0},
-		{http.StatusServiceUnavailable, "", 0},
-		{http.StatusServiceUnavailable, now.Add(time.Minute).Format(http.TimeFormat), time.Minute},
-		{http.StatusGatewayTimeout, "", 0},
-		{599, "", 0},
-		{http.StatusNotImplemented, "", -1},
-		{http.StatusHTTPVersionNotSupported, "", -1},
-		{http.StatusBadRequest, "", -1},
-		{http.StatusUnauthorized, "", -1},
-		{http.StatusUnauthorized, "5", -1},
-		{http.StatusForbidden, "", -1},
-		{http.StatusNotFound, "", -1},
-		{http.StatusConflict, "", -1},
-		{http.StatusFound, "", -1},
-		{http.StatusNotModified, "", -1},
-	}
-	for _, tt := range tests {
-		resp := &http.Response{StatusCode: tt.status, Header: http.Header{}}
-		if tt.retryAfter != "" {
-			resp.Header.Set("Retry-After", tt.retryAfter)
+func TestTransport401CoolDownGrowsAndCapsAt30s(t *testing.T) {
+	srv, ts, clock, c, reject := floodSetup(t)
+	mustToken(t, ts)
+	reject.Store(true)
+	for round := 1; round <= 8; round++ {
+		before := tokenRequests(srv)
+		if code := get(t, c, srv.URL+"/v3/x"); code != 401 || tokenRequests(srv) != before+1 {
+			t.Fatalf("round %d: status %d, token requests %d; want 401 after one new token (%d)",
+				round, code, tokenRequests(srv), before+1)
 		}
-		if got := retryableStatus(resp, now); got != tt.want {
-			t.Errorf("retryableStatus(%d, Retry-After %q) = %v, want %v", tt.status, tt.retryAfter, got, tt.want)
+		rounds, until := guardState(ts)
+		d := until.Sub(clock.Now())
+		want := min(time.Second<<(round-1), 30*time.Second)
+		if rounds != round || d < want/2 || d > want {
+			t.Fatalf("after round %d: %d rounds, cool-down %v; want %d rounds and %v to %v", round, rounds, d, round, want/2, want)
 		}
-	}
-}
-
-func TestFetchPerAttemptTimeoutStopsHungRequest(t *testing.T) {
-	stub := rfSlowStub(t, math.MaxInt32, 2*time.Second)
-	f, _, _ := rfFetcher(t, stub.URL+fortetest.TokenPath)
-	f.retry.perAttempt = 50 * time.Millisecond
-
-	start := time.Now()
-	_, _, err := f.fetch(context.Background())
-	elapsed := time.Since(start)
-	if err == nil {
-		t.Fatal("fetch succeeded though every answer takes longer than the per-attempt timeout")
-	}
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("error %s is not a timeout", rfHide(err.Error()))
-	}
-	if elapsed >= 1500*time.Millisecond {
-		t.Errorf("fetch took %v; the per-attempt timeout should end it well before the server's 2s latency", elapsed)
-	}
-}
-
-// An attempt cut off by the per-attempt timeout is a network failure like
-// any other: with most of the fetch budget left, fetch should try again.
-func TestFetchRetriesAttemptThatTimedOut(t *testing.T) {
-	stub := rfSlowStub(t, 1, 10*time.Second) // the first request hangs; the next is answered at once
-	f, rec, _ := rfFetcher(t, stub.URL+fortetest.TokenPath)
-	f.retry.perAttempt = 500 * time.Millisecond
-
-	tok, _, err := f.fetch(context.Background())
-	if err != nil {
-		t.Fatalf("fetch gave up after one timed-out attempt (server saw %d requests, waits %v) with %d of %d attempts and most of its %v budget left: %s",
-			stub.requests.Load(), rec.recorded(), f.retry.attempts-1, f.retry.attempts, f.retry.budget, rfHide(err.Error()))
-	}
-	if tok.AccessToken != rfToken {
-		t.Error("fetch did not return the token of the second answer")
-	}
-	if n := stub.requests.Load(); n != 2 {
-		t.Errorf("server saw %d requests, want 2", n)
-	}
-}
-
-func TestFetchBudgetBoundsWholeFetch(t *testing.T) {
-	stub := rfSlowStub(t, math.MaxInt32, 2*time.Second)
-	f, rec, _ := rfFetcher(t, stub.URL+fortetest.TokenPath)
-	f.retry.budget = 100 * time.Millisecond
-
-	start := time.Now()
-	_, _, err := f.fetch(context.Background())
-	elapsed := time.Since(start)
-	if err == nil {
-		t.Fatal("fetch succeeded though the server answers after the budget")
-	}
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("error %s is not a timeout", rfHide(err.Error()))
-	}
-	if elapsed >= 1500*time.Millisecond {
-		t.Errorf("fetch took %v; the budget should end it well before the server's 2s latency", elapsed)
-	}
-	if w := rec.recorded(); len(w) != 0 {
-		t.Errorf("fetch waited %v after its budget ran out", w)
-	}
-}
-
-func TestConfigTokenStopsWhenCallerCancels(t *testing.T) {
-	t.Run("while the request is in flight", func(t *testing.T) {
-		started := make(chan struct{})
-		var once sync.Once
-		testDone := make(chan struct{})
-		stub := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
-			once.Do(func() { close(started) })
-			select { // hang until the client goes away
-			case <-r.Context().Done():
-			case <-testDone:
-			}
-		})
-		t.Cleanup(func() { close(testDone) }) // runs before stub.Close
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			<-started
-			cancel()
-		}()
-
-		start := time.Now()
-		tok, err := rfConfig(stub.URL + fortetest.TokenPath).Token(ctx)
-		elapsed := time.Since(start)
-		if err == nil {
-			t.Fatalf("Token succeeded (token of %d bytes) after the caller cancelled", len(tok.AccessToken))
+		clock.Advance(d - time.Millisecond)
+		if code := get(t, c, srv.URL+"/v3/x"); code != 401 || tokenRequests(srv) != before+1 {
+			t.Fatalf("round %d, 1 ms before the cool-down ends: status %d, token requests %d; want 401 as is (%d)",
+				round, code, tokenRequests(srv), before+1)
 		}
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("errors.Is(err, context.Canceled) is false for %s", rfHide(err.Error()))
-		}
-		if elapsed > 5*time.Second {
-			t.Errorf("Token took %v to notice the cancellation", elapsed)
-		}
-		if n := stub.requests.Load(); n != 1 {
-			t.Errorf("server saw %d requests, want 1 (no retry after cancellation)", n)
-		}
-	})
-	t.Run("before the call", func(t *testing.T) {
-		srv := rfForte(t)
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		_, err := rfConfig(srv.TokenURL).Token(ctx)
-		if !errors.Is(err, context.Canceled) {
-			msg := "<nil>"
-			if err != nil {
-				msg = rfHide(err.Error())
-			}
-			t.Errorf("errors.Is(err, context.Canceled) is false for %s", msg)
-		}
-		if n := srv.Stats().TokenRequests; n != 0 {
-			t.Errorf("server saw %d token requests, want 0", n)
-		}
-	})
-}
-
-func TestConfigTokenAgainstFakeServer(t *testing.T) {
-	srv := rfForte(t)
-	before := time.Now()
-	tok, err := rfConfig(srv.TokenURL).Token(context.Background())
-	after := time.Now()
-	if err != nil {
-		t.Fatalf("Token: %s", rfHide(err.Error()))
-	}
-	if tok.TokenType != "Bearer" || tok.ExpiresIn != 3600 || !tok.Valid() {
-		t.Errorf("token type %q, expires_in %d, valid %v; want a valid Bearer token for 3600s", tok.TokenType, tok.ExpiresIn, tok.Valid())
-	}
-	if tok.Expiry.Before(before.Add(time.Hour).Truncate(time.Second)) || tok.Expiry.After(after.Add(time.Hour)) {
-		t.Errorf("Expiry = %v, want about an hour from %v", tok.Expiry, before)
-	}
-	// The token works against the fake API.
-	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v3/payments", nil)
-	tok.SetAuthHeader(req)
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("API answered %d to the fetched token, want 200", resp.StatusCode)
-	}
-	if h := srv.LastTokenRequestHeader(); !strings.HasPrefix(h.Get("User-Agent"), "forteauth-go/") {
-		t.Errorf("User-Agent = %q", h.Get("User-Agent"))
-	}
-}
-
-func TestConfigTokenUsesContextHTTPClient(t *testing.T) {
-	srv := rfForte(t)
-	ctxTransport := &rfCountingTransport{}
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: ctxTransport})
-
-	if _, err := rfConfig(srv.TokenURL).Token(ctx); err != nil {
-		t.Fatalf("Token: %s", rfHide(err.Error()))
-	}
-	if n := ctxTransport.n.Load(); n != 1 {
-		t.Errorf("the context's client sent %d requests, want 1", n)
-	}
-}
-
-func TestConfigTokenPrefersConfigHTTPClientOverContext(t *testing.T) {
-	srv := rfForte(t)
-	ctxTransport, cfgTransport := &rfCountingTransport{}, &rfCountingTransport{}
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: ctxTransport})
-	cfg := rfConfig(srv.TokenURL)
-	cfg.HTTPClient = &http.Client{Transport: cfgTransport}
-
-	if _, err := cfg.Token(ctx); err != nil {
-		t.Fatalf("Token: %s", rfHide(err.Error()))
-	}
-	if n := cfgTransport.n.Load(); n != 1 {
-		t.Errorf("Config.HTTPClient sent %d requests, want 1", n)
-	}
-	if n := ctxTransport.n.Load(); n != 0 {
-		t.Errorf("the context's client sent %d requests, want 0", n)
-	}
-}
-
-func TestStatusErrorSaysWhatToDo(t *testing.T) {
-	cases := []struct {
-		status   int
-		location string
-		want     string
-		not      string
-	}{
-		{401, "", "check ClientID and ClientSecret", ""},
-		{404, "", "check TokenURL", ""},
-		{302, "https://elsewhere.example/token", `to "https://elsewhere.example/token"; set TokenURL`, ""},
-		{302, "", "302 Found; set TokenURL to the final URL", `to ""`},
-		{408, "", "overloaded or down", ""},
-		{503, "", "overloaded or down", ""},
-		{501, "", "does not support this request", "overloaded"},
-	}
-	f := &fetcher{clientSecret: "s3cr3t-value-XYZ", red: newRedactor(rfClientID, "s3cr3t-value-XYZ"), now: time.Now}
-	for _, c := range cases {
-		resp := &http.Response{StatusCode: c.status, Status: fmt.Sprintf("%d %s", c.status, http.StatusText(c.status)), Header: http.Header{}}
-		if c.location != "" {
-			resp.Header.Set("Location", c.location)
-		}
-		msg := f.statusError(resp, nil).Error()
-		if !strings.HasPrefix(msg, "forteauth: ") || !strings.Contains(msg, c.want) || c.not != "" && strings.Contains(msg, c.not) {
-			t.Errorf("%d: %q, want it to contain %q", c.status, msg, c.want)
-		}
-	}
-}
-
-func TestTokenCarriesTheDataFieldsAsExtra(t *testing.T) {
-	body := `{"data":{"access_token":"` + rfToken + `","token_type":"Bearer","expires_in":3600,` +
-		`"scope":"payments:write","limits":{"per_minute":600}}}`
-	stub := rfNewStub(t, rfRespond(http.StatusCreated, "application/json", body))
-	cfg := rfConfig(stub.URL + fortetest.TokenPath)
-
-	direct, err := cfg.Token(context.Background())
-	if err != nil {
-		t.Fatalf("Config.Token: %s", rfHide(err.Error(), rfToken))
-	}
-	ts := cfg.TokenSource(context.Background())
-	cached := mustToken(t, ts)
-	for name, tok := range map[string]*oauth2.Token{"Config.Token": direct, "TokenSource.Token": cached} {
-		if got := tok.Extra("expires_in"); got != float64(3600) {
-			t.Errorf("%s: Extra(expires_in) = %#v, want the JSON number as decoded, float64(3600)", name, got)
-		}
-		if got := tok.Extra("scope"); got != "payments:write" {
-			t.Errorf("%s: Extra(scope) = %#v, want an unknown field to come through", name, got)
-		}
-		if got, ok := tok.Extra("limits").(map[string]any); !ok || got["per_minute"] != float64(600) {
-			t.Errorf("%s: Extra(limits) = %#v, want the nested object", name, tok.Extra("limits"))
-		}
-		if got := tok.Extra("token_type"); got != "Bearer" {
-			t.Errorf("%s: Extra(token_type) = %#v", name, got)
-		}
-	}
-	if again := mustToken(t, ts); again.Extra("scope") != "payments:write" {
-		t.Errorf("a second copy of the cached token lost its Extra: %#v", again.Extra("scope"))
-	}
-	if n := testing.AllocsPerRun(100, func() { ts.Token() }); n > 1 {
-		t.Errorf("Token() on a fresh token costs %v allocations, want the one copy", n)
-	}
-}
-
-func TestExtraNeverHoldsTheSecret(t *testing.T) {
-	var secret string
-	stub := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			ClientSecret string `json:"client_secret"`
-		}
-		json.NewDecoder(r.Body).Decode(&req)
-		// A server that echoes the request in its answer, escaped as
-		// encoding/json escapes it.
-		echo, _ := json.Marshal(map[string]any{"client_secret": req.ClientSecret, "nested": []any{"x " + req.ClientSecret}})
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusCreated)
-		fmt.Fprintf(w, `{"data":{"access_token":%q,"token_type":"Bearer","expires_in":3600,"echo":%s,%q:1}}`, rfToken, echo, req.ClientSecret)
-	})
-	cfg := rfConfig(stub.URL + fortetest.TokenPath)
-	secret = `s3cr"et<&>/` + cfg.ClientSecret
-	cfg.ClientSecret = secret
-	tok, err := cfg.TokenSource(context.Background()).Token()
-	if err != nil {
-		t.Fatalf("Token: %s", rfHide(err.Error(), secret, rfToken))
-	}
-	if tok.Extra("access_token") != rfToken {
-		t.Error("redaction changed the other fields")
-	}
-	dump := fmt.Sprintf("%v %v %v", tok.Extra("echo"), tok.Extra(secret), tok.Extra(redacted))
-	if strings.Contains(dump, secret) || tok.Extra(secret) != nil {
-		t.Fatalf("Extra holds the secret the server echoed")
-	}
-	if tok.Extra(redacted) != float64(1) {
-		t.Errorf("a key holding the secret was not redacted: %v", tok.Extra(redacted))
+		clock.Advance(time.Millisecond)
 	}
 }

@@ -3,7 +3,7 @@ package forteauth
 // The fault and bad-input matrix of docs/reliability.md, seen from a
 // TokenSource: for each fault, what a caller gets, how many requests the
 // endpoint sees, and that nothing is cached that should not be. Rows that
-// the fetch-level tests in refresh_test.go already cover are named in the
+// the fetch-level tests in exchange_test.go already cover are named in the
 // matrix instead of repeated here.
 
 import (
@@ -23,36 +23,27 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// rlSource is a TokenSource for tokenURL with the distinctive secret, a
-// fake clock and instant retry waits.
-func rlSource(t *testing.T, tokenURL string, hc *http.Client) (*TokenSource, *fakeClock, *sleepRecorder) {
-	t.Helper()
-	cfg := rfConfig(tokenURL)
-	cfg.HTTPClient = hc
-	return testSource(t, cfg)
-}
-
-// rlHangingAttempt is the per-attempt timeout for rows whose endpoint
+// hangingAttempt is the per-attempt timeout for rows whose endpoint
 // never answers: 200 ms instead of 10 s, so that they are quick to test.
 // Rows whose endpoint does answer keep the default, so that a loaded
 // machine cannot turn their answer into a timeout.
-const rlHangingAttempt = 200 * time.Millisecond
+const hangingAttempt = 200 * time.Millisecond
 
-// rlMustFail calls ts.Token, which must fail with match(err) true, and
+// mustFail calls ts.Token, which must fail with match(err) true, and
 // checks the error's form and that nothing was cached.
-func rlMustFail(t *testing.T, ts *TokenSource, match func(error) bool, hide ...string) error {
+func mustFail(t *testing.T, ts *TokenSource, match func(error) bool, secrets ...string) error {
 	t.Helper()
 	tok, err := ts.Token()
 	if err == nil {
 		t.Fatalf("Token succeeded (token of %d bytes), want an error", len(tok.AccessToken))
 	}
 	msg := err.Error()
-	rfAssertAbsent(t, "error", msg, append(hide, rfSecret)...)
+	assertAbsent(t, "error", msg, append(secrets, testSecret)...)
 	if !match(err) {
-		t.Errorf("error is not of the kind this fault should produce: %s", rfHide(msg, hide...))
+		t.Errorf("error is not of the kind this fault should produce: %s", hide(msg, secrets...))
 	}
 	if !strings.HasPrefix(msg, "forteauth: ") {
-		t.Errorf("error %q does not start with \"forteauth: \"", rfHide(msg, hide...))
+		t.Errorf("error %q does not start with \"forteauth: \"", hide(msg, secrets...))
 	}
 	if e := ts.cache.Load(); e != nil {
 		t.Errorf("a token (%s) was cached after a failed fetch", redact(e.tok.AccessToken))
@@ -60,9 +51,9 @@ func rlMustFail(t *testing.T, ts *TokenSource, match func(error) bool, hide ...s
 	return err
 }
 
-// rlCoolsDown checks that a second call, during the cool-down that a
+// assertCoolsDown checks that a second call, during the cool-down that a
 // failed fetch starts, gets the same failure without another request.
-func rlCoolsDown(t *testing.T, ts *TokenSource, first error, requests func() int) {
+func assertCoolsDown(t *testing.T, ts *TokenSource, first error, requests func() int) {
 	t.Helper()
 	before := requests()
 	_, err := ts.Token()
@@ -103,38 +94,39 @@ func TestNetworkFaultsReachCallerUncached(t *testing.T) {
 		}
 		addr := ln.Addr().String()
 		ln.Close()
-		sent := &rfCountingTransport{}
-		ts, _, rec := rlSource(t, "http://"+addr+fortetest.TokenPath, &http.Client{Transport: sent})
-		err = rlMustFail(t, ts, isErr(syscall.ECONNREFUSED))
+		sent := &countingTransport{}
+		src := newTestSource(t, withTokenURL("http://"+addr+fortetest.TokenPath), withHTTPClient(&http.Client{Transport: sent}))
+		ts, rec := src.ts, src.sleeps
+		err = mustFail(t, ts, isErr(syscall.ECONNREFUSED))
 		if n := sent.n.Load(); n != attempts || len(rec.recorded()) != attempts-1 {
 			t.Errorf("sent %d requests with waits %v, want %d attempts", n, rec.recorded(), attempts)
 		}
-		rlCoolsDown(t, ts, err, func() int { return int(sent.n.Load()) })
+		assertCoolsDown(t, ts, err, func() int { return int(sent.n.Load()) })
 	})
 	t.Run("reset mid-body", func(t *testing.T) {
-		srv := rfForte(t)
-		srv.SetFailureRate(1, fortetest.Failure{Hangup: true, Body: rfTokenBody(rfToken, "Bearer", 3600)})
-		ts, _, _ := rlSource(t, srv.TokenURL, nil)
-		err := rlMustFail(t, ts, isErr(io.ErrUnexpectedEOF), rfToken)
+		srv := newForteServer(t)
+		srv.SetFailureRate(1, fortetest.Failure{Hangup: true, Body: tokenBody(testAccessToken, "Bearer", 3600)})
+		ts := newTestSource(t, withTokenURL(srv.TokenURL)).ts
+		err := mustFail(t, ts, isErr(io.ErrUnexpectedEOF), testAccessToken)
 		if n := srv.Stats().TokenRequests; n != attempts {
 			t.Errorf("endpoint saw %d requests, want %d", n, attempts)
 		}
-		rlCoolsDown(t, ts, err, func() int { return srv.Stats().TokenRequests })
+		assertCoolsDown(t, ts, err, func() int { return srv.Stats().TokenRequests })
 	})
 	t.Run("slow headers past the per-attempt timeout", func(t *testing.T) {
-		stub := rfSlowStub(t, 1<<30, time.Hour)
-		ts, _, _ := rlSource(t, stub.URL+fortetest.TokenPath, nil)
-		ts.fetch.retry.perAttempt = rlHangingAttempt
-		err := rlMustFail(t, ts, isErr(context.DeadlineExceeded))
+		stub := newSlowStub(t, 1<<30, time.Hour)
+		ts := newTestSource(t, withTokenURL(stub.URL+fortetest.TokenPath)).ts
+		ts.endpoint.retry.perAttempt = hangingAttempt
+		err := mustFail(t, ts, isErr(context.DeadlineExceeded))
 		if n := stub.requests.Load(); n != attempts {
 			t.Errorf("endpoint saw %d requests, want %d", n, attempts)
 		}
-		rlCoolsDown(t, ts, err, func() int { return int(stub.requests.Load()) })
+		assertCoolsDown(t, ts, err, func() int { return int(stub.requests.Load()) })
 	})
 	t.Run("slow body past the per-attempt timeout", func(t *testing.T) {
-		stub := rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
+		stub := newStub(t, func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body)
-			body := rfTokenBody(rfToken, "Bearer", 3600)
+			body := tokenBody(testAccessToken, "Bearer", 3600)
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Content-Length", "500")
 			w.WriteHeader(http.StatusCreated)
@@ -142,24 +134,25 @@ func TestNetworkFaultsReachCallerUncached(t *testing.T) {
 			w.(http.Flusher).Flush()
 			<-r.Context().Done() // the rest never comes
 		})
-		ts, _, _ := rlSource(t, stub.URL+fortetest.TokenPath, nil)
-		ts.fetch.retry.perAttempt = rlHangingAttempt
-		err := rlMustFail(t, ts, isErr(context.DeadlineExceeded), rfToken)
+		ts := newTestSource(t, withTokenURL(stub.URL+fortetest.TokenPath)).ts
+		ts.endpoint.retry.perAttempt = hangingAttempt
+		err := mustFail(t, ts, isErr(context.DeadlineExceeded), testAccessToken)
 		if n := stub.requests.Load(); n != attempts {
 			t.Errorf("endpoint saw %d requests, want %d", n, attempts)
 		}
-		rlCoolsDown(t, ts, err, func() int { return int(stub.requests.Load()) })
+		assertCoolsDown(t, ts, err, func() int { return int(stub.requests.Load()) })
 	})
 	t.Run("untrusted certificate", func(t *testing.T) {
 		srv := fortetest.NewTLSServer()
 		t.Cleanup(srv.Close)
-		sent := &rfCountingTransport{base: &http.Transport{}} // trusts the system roots only
-		ts, _, rec := rlSource(t, srv.TokenURL, &http.Client{Transport: sent})
-		err := rlMustFail(t, ts, asErr[*tls.CertificateVerificationError]())
+		sent := &countingTransport{base: &http.Transport{}} // trusts the system roots only
+		src := newTestSource(t, withTokenURL(srv.TokenURL), withHTTPClient(&http.Client{Transport: sent}))
+		ts, rec := src.ts, src.sleeps
+		err := mustFail(t, ts, asErr[*tls.CertificateVerificationError]())
 		if n, handled := sent.n.Load(), srv.Stats().TokenRequests; n != 1 || handled != 0 || len(rec.recorded()) != 0 {
 			t.Errorf("sent %d, endpoint handled %d, waits %v; want 1 attempt, none handled, no retry", n, handled, rec.recorded())
 		}
-		rlCoolsDown(t, ts, err, func() int { return int(sent.n.Load()) })
+		assertCoolsDown(t, ts, err, func() int { return int(sent.n.Load()) })
 	})
 	// DNS answers are made deterministic by a dialer that fails as a
 	// resolver would.
@@ -172,22 +165,23 @@ func TestNetworkFaultsReachCallerUncached(t *testing.T) {
 	t.Run("DNS name not found", func(t *testing.T) {
 		var dials atomic.Int32
 		hc := dnsFailing(&net.DNSError{Err: "no such host", Name: "api.prod.lemmax.com", IsNotFound: true}, &dials)
-		ts, _, rec := rlSource(t, ProductionTokenURL, hc)
-		err := rlMustFail(t, ts, asErr[*net.DNSError]())
+		src := newTestSource(t, withTokenURL(ProductionTokenURL), withHTTPClient(hc))
+		ts, rec := src.ts, src.sleeps
+		err := mustFail(t, ts, asErr[*net.DNSError]())
 		if n := dials.Load(); n != 1 || len(rec.recorded()) != 0 {
 			t.Errorf("dialled %d times with waits %v; want 1 and no retry: the name will not appear in a second", n, rec.recorded())
 		}
-		rlCoolsDown(t, ts, err, func() int { return int(dials.Load()) })
+		assertCoolsDown(t, ts, err, func() int { return int(dials.Load()) })
 	})
 	t.Run("DNS server timeout", func(t *testing.T) {
 		var dials atomic.Int32
 		hc := dnsFailing(&net.DNSError{Err: "i/o timeout", Name: "api.prod.lemmax.com", IsTimeout: true, IsTemporary: true}, &dials)
-		ts, _, _ := rlSource(t, ProductionTokenURL, hc)
-		err := rlMustFail(t, ts, asErr[*net.DNSError]())
+		ts := newTestSource(t, withTokenURL(ProductionTokenURL), withHTTPClient(hc)).ts
+		err := mustFail(t, ts, asErr[*net.DNSError]())
 		if n := dials.Load(); n != attempts {
 			t.Errorf("dialled %d times, want %d: a resolver timeout may pass", n, attempts)
 		}
-		rlCoolsDown(t, ts, err, func() int { return int(dials.Load()) })
+		assertCoolsDown(t, ts, err, func() int { return int(dials.Load()) })
 	})
 }
 
@@ -201,7 +195,7 @@ func TestTransientFaultsThenATokenIsCached(t *testing.T) {
 		minWait  time.Duration // the least total wait before the token
 		requests int
 	}{
-		{"reset mid-body once", []fortetest.Failure{{Hangup: true, Body: rfTokenBody(rfToken, "Bearer", 3600)}}, 0, 2},
+		{"reset mid-body once", []fortetest.Failure{{Hangup: true, Body: tokenBody(testAccessToken, "Bearer", 3600)}}, 0, 2},
 		{"429 with Retry-After in seconds", []fortetest.Failure{{Status: http.StatusTooManyRequests, RetryAfter: "3"}}, 3 * time.Second, 2},
 		{"429 with Retry-After as an HTTP date", []fortetest.Failure{{Status: http.StatusTooManyRequests,
 			RetryAfter: clock.Now().Add(4 * time.Second).Format(http.TimeFormat)}}, 3500 * time.Millisecond, 2},
@@ -211,14 +205,15 @@ func TestTransientFaultsThenATokenIsCached(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := rfForte(t)
+			srv := newForteServer(t)
 			srv.FailNext(tt.fails...)
-			ts, _, rec := rlSource(t, srv.TokenURL, nil)
+			src := newTestSource(t, withTokenURL(srv.TokenURL))
+			ts, rec := src.ts, src.sleeps
 			tok, err := ts.Token()
 			if err != nil {
-				t.Fatalf("Token: %s", rfHide(err.Error()))
+				t.Fatalf("Token: %s", hide(err.Error()))
 			}
-			if tok.AccessToken == rfToken {
+			if tok.AccessToken == testAccessToken {
 				t.Error("got the token from the truncated answer")
 			}
 			if e := ts.cache.Load(); e == nil || e.tok.AccessToken != tok.AccessToken {
@@ -239,29 +234,31 @@ func TestTransientFaultsThenATokenIsCached(t *testing.T) {
 // keeps failing, or asks for a wait beyond the fetch's budget.
 func TestPersistentServerFaultsCoolDown(t *testing.T) {
 	t.Run("burst of 5xx longer than the retries", func(t *testing.T) {
-		srv := rfForte(t)
+		srv := newForteServer(t)
 		srv.FailNext(fortetest.Failure{Status: 503}, fortetest.Failure{Status: 500}, fortetest.Failure{Status: 504},
 			fortetest.Failure{Status: 502}, fortetest.Failure{Status: 503})
-		ts, clock, _ := rlSource(t, srv.TokenURL, nil)
-		err := rlMustFail(t, ts, isStatus(http.StatusBadGateway))
+		src := newTestSource(t, withTokenURL(srv.TokenURL))
+		ts, clock := src.ts, src.clock
+		err := mustFail(t, ts, isStatus(http.StatusBadGateway))
 		if n := srv.Stats().TokenRequests; n != 4 {
 			t.Errorf("endpoint saw %d requests, want 4", n)
 		}
-		rlCoolsDown(t, ts, err, func() int { return srv.Stats().TokenRequests })
+		assertCoolsDown(t, ts, err, func() int { return srv.Stats().TokenRequests })
 		// After the cool-down, the next fetch rides out the burst's last 503.
 		clock.Advance(ts.failure.Load().until.Sub(clock.Now()))
 		if _, err := ts.Token(); err != nil {
-			t.Fatalf("after the burst: %s", rfHide(err.Error()))
+			t.Fatalf("after the burst: %s", hide(err.Error()))
 		}
 		if n := srv.Stats().TokenRequests; n != 6 {
 			t.Errorf("endpoint saw %d requests in all, want 6", n)
 		}
 	})
 	t.Run("429 with Retry-After far beyond the budget", func(t *testing.T) {
-		srv := rfForte(t)
+		srv := newForteServer(t)
 		srv.FailNext(fortetest.Failure{Status: http.StatusTooManyRequests, RetryAfter: "86400"})
-		ts, clock, rec := rlSource(t, srv.TokenURL, nil)
-		err := rlMustFail(t, ts, isStatus(http.StatusTooManyRequests))
+		src := newTestSource(t, withTokenURL(srv.TokenURL))
+		ts, clock, rec := src.ts, src.clock, src.sleeps
+		err := mustFail(t, ts, isStatus(http.StatusTooManyRequests))
 		if n := srv.Stats().TokenRequests; n != 1 || len(rec.recorded()) != 0 {
 			t.Errorf("endpoint saw %d requests after waits %v; want 1, no wait", n, rec.recorded())
 		}
@@ -269,25 +266,26 @@ func TestPersistentServerFaultsCoolDown(t *testing.T) {
 		if d := ts.failure.Load().until.Sub(clock.Now()); d != retryAfterMax {
 			t.Errorf("cool-down %v, want Retry-After capped at %v", d, retryAfterMax)
 		}
-		rlCoolsDown(t, ts, err, func() int { return srv.Stats().TokenRequests })
+		assertCoolsDown(t, ts, err, func() int { return srv.Stats().TokenRequests })
 	})
 }
 
 // TestMalformedAnswerIsNotCachedAndCoolsDown covers every malformed 2xx
-// body (rfMalformedAnswers): the caller gets ErrInvalidResponse after one
+// body (malformedAnswers): the caller gets ErrInvalidResponse after one
 // request, nothing is cached, callers during the cool-down get the error
 // without a request, and the first fetch after it gets a good token.
 func TestMalformedAnswerIsNotCachedAndCoolsDown(t *testing.T) {
-	for _, tt := range rfMalformedAnswers {
+	for _, tt := range malformedAnswers {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := rfForte(t)
+			srv := newForteServer(t)
 			srv.FailNext(fortetest.Failure{Status: tt.status, Body: tt.body, ContentType: tt.contentType})
-			ts, clock, _ := rlSource(t, srv.TokenURL, nil)
-			err := rlMustFail(t, ts, isErr(ErrInvalidResponse), tt.token)
+			src := newTestSource(t, withTokenURL(srv.TokenURL))
+			ts, clock := src.ts, src.clock
+			err := mustFail(t, ts, isErr(ErrInvalidResponse), tt.token)
 			if n := srv.Stats().TokenRequests; n != 1 {
 				t.Errorf("endpoint saw %d requests, want 1: a malformed answer is not retried", n)
 			}
-			rlCoolsDown(t, ts, err, func() int { return srv.Stats().TokenRequests })
+			assertCoolsDown(t, ts, err, func() int { return srv.Stats().TokenRequests })
 			clock.Advance(ts.failure.Load().until.Sub(clock.Now()))
 			tok, err := ts.Token()
 			if err != nil || (tt.token != "" && strings.Contains(tok.AccessToken, tt.token)) {
@@ -297,36 +295,37 @@ func TestMalformedAnswerIsNotCachedAndCoolsDown(t *testing.T) {
 	}
 }
 
-// rlSameTokenServer is a token endpoint that answers every request with
+// sameTokenServer is a token endpoint that answers every request with
 // the same token, as an endpoint that caches its tokens would, and an API
 // that rejects it. It counts both kinds of request.
-func rlSameTokenServer(t *testing.T) (srv *rfStub, api *atomic.Int32) {
+func sameTokenServer(t *testing.T) (srv *stubServer, api *atomic.Int32) {
 	api = new(atomic.Int32)
-	srv = rfNewStub(t, func(w http.ResponseWriter, r *http.Request) {
+	srv = newStub(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != fortetest.TokenPath {
 			api.Add(1)
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		rfRespond(http.StatusCreated, "application/json", rfTokenBody(rfToken, "Bearer", 3600))(w, r)
+		respond(http.StatusCreated, "application/json", tokenBody(testAccessToken, "Bearer", 3600))(w, r)
 	})
 	return srv, api
 }
 
 func TestEndpointAnsweringTheSameTokenTwice(t *testing.T) {
 	t.Run("to a background refresh", func(t *testing.T) {
-		srv, _ := rlSameTokenServer(t)
-		ts, clock, _ := rlSource(t, srv.URL+fortetest.TokenPath, nil)
+		srv, _ := sameTokenServer(t)
+		src := newTestSource(t, withTokenURL(srv.URL+fortetest.TokenPath))
+		ts, clock := src.ts, src.clock
 		mustToken(t, ts)
 		first := ts.cache.Load()
 		clock.Advance(time.Hour - 30*time.Second - time.Minute) // in the refresh window
-		if tok := mustToken(t, ts); tok.AccessToken != rfToken {
+		if tok := mustToken(t, ts); tok.AccessToken != testAccessToken {
 			t.Fatal("the cached token changed")
 		}
 		eventually(t, "the refresh to store its answer", func() bool { return ts.cache.Load() != first && !ts.refreshing.Load() })
 		// The same token, now with a new lease: fresh again, so no
 		// further refresh until its own window opens.
-		if e := ts.cache.Load(); e.tok.AccessToken != rfToken || !e.sent.Equal(clock.Now()) || e.state(clock.Now()) != fresh {
+		if e := ts.cache.Load(); e.tok.AccessToken != testAccessToken || !e.sent.Equal(clock.Now()) || e.state(clock.Now()) != fresh {
 			t.Fatalf("after the refresh the entry holds %s sent %v ago in state %v; want the same token, fresh",
 				redact(e.tok.AccessToken), clock.Now().Sub(e.sent), e.state(clock.Now()))
 		}
@@ -338,8 +337,9 @@ func TestEndpointAnsweringTheSameTokenTwice(t *testing.T) {
 		}
 	})
 	t.Run("after the API rejected it", func(t *testing.T) {
-		srv, api := rlSameTokenServer(t)
-		ts, clock, _ := rlSource(t, srv.URL+fortetest.TokenPath, nil)
+		srv, api := sameTokenServer(t)
+		src := newTestSource(t, withTokenURL(srv.URL+fortetest.TokenPath))
+		ts, clock := src.ts, src.clock
 		c := &http.Client{Transport: &Transport{Source: ts}}
 		mustToken(t, ts)
 		// The 401 invalidates the token, 0 s old; the new fetch brings
@@ -358,7 +358,7 @@ func TestEndpointAnsweringTheSameTokenTwice(t *testing.T) {
 		if tr := srv.requests.Load() - api.Load(); tr != 2 {
 			t.Fatalf("token endpoint saw %d requests after a second 401, want still 2", tr)
 		}
-		clock.Advance(coolDownBase) // a first cool-down is at most this
+		clock.Advance(failureBackoff.base) // a first cool-down is at most this
 		get(t, c, srv.URL+"/v3/payments")
 		if tr := srv.requests.Load() - api.Load(); tr != 3 {
 			t.Fatalf("token endpoint saw %d requests after a 401 past the cool-down, want 3", tr)

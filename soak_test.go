@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/forteauth/forteauth/fortetest"
+	"github.com/forteauth/forteauth/internal/leaktest"
 )
 
 // TestSoak sends requests from 1,000 goroutines through one cfg.Client for
@@ -104,7 +105,7 @@ func TestSoak(t *testing.T) {
 
 	// Callers are done; a background refresh may still be finishing, in a
 	// retry's backoff after an injected 503. It ends with its fetch.
-	quiesce(t)
+	leaktest.Quiesce(t)
 	tr.CloseIdleConnections()
 	eventually(t, "goroutines to return to where they started", func() bool {
 		tr.CloseIdleConnections()

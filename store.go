@@ -17,6 +17,42 @@ import (
 	"golang.org/x/oauth2"
 )
 
+// Store is a token cache shared by TokenSources, usually in different
+// processes, so that a fleet asks the token endpoint for about one token
+// per lifetime instead of one per process. Set Config.Store to use one;
+// package github.com/forteauth/forteauth/redisstore implements it on Redis.
+//
+// A TokenSource consults its Store only when its own cache cannot answer:
+// at start, when a refresh is due, and after Invalidate. It seals every
+// value it stores with AES-256-GCM under a key derived from ClientSecret
+// and bound to the key name, so a Store holds only opaque bytes, under
+// keys that contain no secret; a value that does not open is ignored and
+// replaced. Store errors and slowness never fail a token request: the
+// TokenSource fetches from the endpoint itself, logs the fault once, and
+// tries the Store again a few seconds later.
+//
+// Implementations must be safe for concurrent use.
+type Store interface {
+	// Get returns the value stored under key, or nil and no error if
+	// there is none.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Set stores value under key, to be dropped after ttl.
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+}
+
+// Locker is implemented by a Store that can let one TokenSource at a time,
+// across the fleet, refresh a token. Sources that find the lock held wait
+// a short, bounded time for the holder's new token and then fetch one
+// themselves, so a holder that dies costs at most that wait.
+type Locker interface {
+	// Lock takes the lock named key for ttl unless another holder has
+	// it. It returns a value identifying this holder, and ok false (with
+	// no error) if the lock is held.
+	Lock(ctx context.Context, key string, ttl time.Duration) (owner string, ok bool, err error)
+	// Unlock releases the lock named key if owner still holds it.
+	Unlock(ctx context.Context, key, owner string) error
+}
+
 const (
 	// storeTimeout bounds each Store call, so that a slow store delays a
 	// fetch by no more than this.
@@ -41,7 +77,8 @@ type sharing struct {
 	lockKey string
 	aead    cipher.AEAD // seals values under a key derived from the secret
 	log     *slog.Logger
-	now     func() time.Time
+	clock   *clock
+	holdFor time.Duration // how long a lock holder may take: one fetch, and a Store call
 
 	lockWait, lockPoll time.Duration
 
@@ -51,8 +88,9 @@ type sharing struct {
 	bad       string    // the last value that did not open, logged once
 }
 
-// newSharing returns c.Store's use by a TokenSource that logs to log.
-func newSharing(c *Config, log *slog.Logger) (*sharing, error) {
+// newSharing returns c.Store's use by a TokenSource that tells time by clk,
+// logs to log, and whose fetches take at most fetchBudget.
+func newSharing(c *Config, clk *clock, log *slog.Logger, fetchBudget time.Duration) (*sharing, error) {
 	secret := []byte(c.ClientSecret)
 	// Both derivations bind the token URL and client ID, so that one
 	// secret used against two endpoints shares nothing between them.
@@ -78,7 +116,8 @@ func newSharing(c *Config, log *slog.Logger) (*sharing, error) {
 		key:      "forteauth:v1:" + hex.EncodeToString(id),
 		aead:     aead,
 		log:      log,
-		now:      time.Now,
+		clock:    clk,
+		holdFor:  fetchBudget + storeTimeout,
 		lockWait: lockWait,
 		lockPoll: lockPoll,
 	}
@@ -125,16 +164,15 @@ func (sh *sharing) open(v []byte) (tok *oauth2.Token, sent time.Time, err error)
 	return tok.WithExtra(extra), time.Unix(0, st.Sent), nil
 }
 
-// adoptable says whether a token found in the Store may replace seen (the
-// entry the caller found unusable or due for refresh, or nil). rejected is
-// a token invalidated in this process, which the Store may still hold.
-type adoptable func(e *entry, now time.Time) bool
+// wanted says whether a token found in the Store, as entry e at time now,
+// may replace the caller's; see TokenSource.canReplace.
+type wanted func(e *entry, now time.Time) bool
 
 // acquire looks for a usable token in the Store before the caller fetches
 // one. It returns that token's entry, or nil and a release function to call
 // once the caller has fetched (and saved) a token itself. Store faults make
 // it return nil at once: the caller fetches as if there were no Store.
-func (sh *sharing) acquire(ctx context.Context, ok adoptable, window, margin time.Duration) (*entry, func()) {
+func (sh *sharing) acquire(ctx context.Context, ok wanted, window, margin time.Duration) (*entry, func()) {
 	noop := func() {}
 	if !sh.usable() {
 		return nil, noop
@@ -146,7 +184,7 @@ func (sh *sharing) acquire(ctx context.Context, ok adoptable, window, margin tim
 		return nil, noop
 	}
 	lctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	owner, locked, err := sh.locker.Lock(lctx, sh.lockKey, defaultRetry.budget+storeTimeout)
+	owner, locked, err := sh.locker.Lock(lctx, sh.lockKey, sh.holdFor)
 	cancel()
 	if err != nil {
 		sh.fault("lock", err)
@@ -191,7 +229,7 @@ func (sh *sharing) acquire(ctx context.Context, ok adoptable, window, margin tim
 // load returns the Store's token if ok accepts it. A value that does not
 // open is treated as absent (the next save replaces it); a Store error is
 // returned after being recorded.
-func (sh *sharing) load(ctx context.Context, ok adoptable, window, margin time.Duration) (*entry, error) {
+func (sh *sharing) load(ctx context.Context, ok wanted, window, margin time.Duration) (*entry, error) {
 	gctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	v, err := sh.store.Get(gctx, sh.key)
@@ -211,7 +249,7 @@ func (sh *sharing) load(ctx context.Context, ok adoptable, window, margin time.D
 		return nil, nil
 	}
 	e := newEntry(tok, sent, window, margin)
-	if !ok(e, sh.now()) {
+	if !ok(e, sh.clock.now()) {
 		return nil, nil
 	}
 	return e, nil
@@ -219,7 +257,7 @@ func (sh *sharing) load(ctx context.Context, ok adoptable, window, margin time.D
 
 // save stores e for the rest of its usable life.
 func (sh *sharing) save(ctx context.Context, e *entry) {
-	ttl := e.staleAfter - e.age(sh.now())
+	ttl := e.staleAfter - e.age(sh.clock.now())
 	if ttl <= 0 || !sh.usable() {
 		return
 	}
@@ -246,7 +284,7 @@ func (sh *sharing) firstSight(v []byte) bool {
 func (sh *sharing) usable() bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return !sh.now().Before(sh.downUntil)
+	return !sh.clock.now().Before(sh.downUntil)
 }
 
 // fault records a Store failure: the Store is left alone for storeRetry,
@@ -254,7 +292,7 @@ func (sh *sharing) usable() bool {
 func (sh *sharing) fault(op string, err error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	sh.downUntil = sh.now().Add(storeRetry)
+	sh.downUntil = sh.clock.now().Add(storeRetry)
 	if !sh.down {
 		sh.down = true
 		sh.log.Warn("forteauth: token store failed; fetching tokens directly until it works again",

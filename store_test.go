@@ -116,16 +116,13 @@ func fleet(t *testing.T, srv *fortetest.Server, n int, mod func(*Config)) ([]*To
 	t.Helper()
 	clock := newFakeClock()
 	store := newMemStore(clock.Now)
+	opts := []sourceOption{withServer(srv), withStore(store), withClock(clock)}
+	if mod != nil {
+		opts = append(opts, withConfig(mod))
+	}
 	var sources []*TokenSource
 	for range n {
-		ts, _, _ := sourceFor(t, srv, func(c *Config) {
-			c.Store = store
-			if mod != nil {
-				mod(c)
-			}
-		})
-		ts.now, ts.fetch.now, ts.share.now = clock.Now, clock.Now, clock.Now
-		sources = append(sources, ts)
+		sources = append(sources, newTestSource(t, opts...).ts)
 	}
 	return sources, store, clock
 }
@@ -169,7 +166,7 @@ func TestStoreTTLIsTheTokensUsableLifetime(t *testing.T) {
 func TestStoreKeyDependsOnURLClientAndSecret(t *testing.T) {
 	base := Config{ClientID: "id", ClientSecret: "secret-one", TokenURL: SandboxTokenURL, Store: newMemStore(time.Now)}
 	key := func(c Config) string {
-		sh, err := newSharing(&c, slog.New(slog.DiscardHandler))
+		sh, err := testSharing(&c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +222,7 @@ func TestStoreValueSealedUnderAnotherSecretIsIgnored(t *testing.T) {
 	ts := sources[0]
 
 	other := Config{ClientID: srv.ClientID, ClientSecret: "another-secret", TokenURL: srv.TokenURL, Store: store}
-	sh, err := newSharing(&other, slog.New(slog.DiscardHandler))
+	sh, err := testSharing(&other)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +378,7 @@ func TestStoreIsNotOnTheHotPath(t *testing.T) {
 
 func TestSealedValueIsBoundToItsKey(t *testing.T) {
 	cfg := &Config{ClientID: "id", ClientSecret: "secret", TokenURL: SandboxTokenURL, Store: newMemStore(time.Now)}
-	sh, err := newSharing(cfg, slog.New(slog.DiscardHandler))
+	sh, err := testSharing(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,9 +387,15 @@ func TestSealedValueIsBoundToItsKey(t *testing.T) {
 	if tok, _, err := sh.open(v); err != nil || tok.AccessToken != "token-value" {
 		t.Fatalf("open(seal) = %v, %v", tok, err)
 	}
-	moved, _ := newSharing(cfg, slog.New(slog.DiscardHandler)) // same sealing key
+	moved, _ := testSharing(cfg) // same sealing key
 	moved.key = sh.key + "-elsewhere"
 	if _, _, err := moved.open(v); err == nil {
 		t.Fatal("a value moved to another key opened")
 	}
+}
+
+// testSharing is the Store sharing of a source made from c, on the system clock.
+func testSharing(c *Config) (*sharing, error) {
+	clk := systemClock()
+	return newSharing(c, &clk, slog.New(slog.DiscardHandler), defaultRetry.budget)
 }

@@ -47,12 +47,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errors.New("forteauth: Transport needs a Source and a request with a URL")
 	}
+	// A *TokenSource is used only through apiHost, authorize and answered.
 	ts, _ := t.Source.(*TokenSource)
-	if ts != nil && ts.err != nil {
-		closeBody(req)
-		return nil, ts.err
+	var host string
+	if ts != nil {
+		var err error
+		if host, err = ts.apiHost(); err != nil {
+			closeBody(req)
+			return nil, err
+		}
 	}
-	if !t.allowed(req, ts) {
+	if !t.allowed(req, ts != nil, host) {
 		return t.base().RoundTrip(req)
 	}
 	if req.URL.Scheme != "https" && !isLoopback(req.URL.Hostname()) {
@@ -73,15 +78,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.send(req, req.Body, tok.Type()+" "+tok.AccessToken)
 }
 
+// roundTripCached sends req with a token from ts, and once more with a new
+// token if ts says so after a 401 and the body can be sent again.
 func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	e, _, err := ts.get(ctx)
+	a, err := ts.authorize(ctx)
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
-	resp, err := t.send(req, req.Body, e.header)
-	if err != nil || !ts.answered(e, resp.StatusCode) {
+	resp, err := t.send(req, req.Body, a.header)
+	if err != nil || !ts.answered(a, resp.StatusCode) {
 		return resp, err
 	}
 	body := req.Body
@@ -93,8 +100,8 @@ func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.R
 			return resp, nil
 		}
 	}
-	fresh, _, err := ts.get(ctx)
-	if err != nil || fresh.tok.AccessToken == e.tok.AccessToken {
+	next, err := ts.authorize(ctx)
+	if err != nil || next.header == a.header {
 		if body != nil {
 			body.Close()
 		}
@@ -103,9 +110,9 @@ func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.R
 	// Drain a little so that the connection can be reused.
 	io.CopyN(io.Discard, resp.Body, 4<<10)
 	resp.Body.Close()
-	resp, err = t.send(req, body, fresh.header)
+	resp, err = t.send(req, body, next.header)
 	if err == nil {
-		ts.answered(fresh, resp.StatusCode) // never a second replay
+		ts.answered(next, resp.StatusCode) // never a second replay
 	}
 	return resp, err
 }
@@ -177,7 +184,8 @@ func (t *Transport) base() http.RoundTripper {
 }
 
 // allowed reports whether req's host may get the token; see Hosts.
-func (t *Transport) allowed(req *http.Request, ts *TokenSource) bool {
+// cached says the Source is a *TokenSource, whose token goes to apiHost.
+func (t *Transport) allowed(req *http.Request, cached bool, apiHost string) bool {
 	switch {
 	case len(t.Hosts) > 0:
 		for _, h := range t.Hosts {
@@ -186,8 +194,8 @@ func (t *Transport) allowed(req *http.Request, ts *TokenSource) bool {
 			}
 		}
 		return false
-	case ts != nil:
-		return matchHost(ts.host, req.URL)
+	case cached:
+		return matchHost(apiHost, req.URL)
 	}
 	first := req
 	for first.Response != nil && first.Response.Request != nil {

@@ -60,21 +60,10 @@ func (l *sendLog) sends() int {
 	return len(l.auth)
 }
 
-func get(t *testing.T, c *http.Client, u string) int {
-	t.Helper()
-	resp, err := c.Get(u)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 func TestTransportSetsBearerOnACloneOnly(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	var seen *http.Request
 	tr := &Transport{Source: ts, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		seen = r
@@ -185,7 +174,7 @@ func TestTransportSendsTheTokenOnlyToAllowedHosts(t *testing.T) {
 	defer other.Close()
 	otherURL := strings.Replace(other.URL, "127.0.0.1", "localhost", 1) // another host name
 
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	log := &sendLog{base: http.DefaultTransport}
 	c := &http.Client{Transport: &Transport{Source: ts, Base: log}}
 	get(t, c, srv.URL+"/v3/a")
@@ -260,9 +249,8 @@ func TestTransportRefusesPlainHTTPToARemoteHost(t *testing.T) {
 // after it was issued: a 401 invalidates a token whatever its age.
 func revokedSetup(t *testing.T) (*fortetest.Server, *TokenSource, *sendLog, *http.Client) {
 	t.Helper()
-	srv := fortetest.NewServer()
-	t.Cleanup(srv.Close)
-	ts, _, _ := sourceFor(t, srv, nil)
+	src := newTestSource(t)
+	srv, ts := src.srv, src.ts
 	log := &sendLog{base: http.DefaultTransport}
 	c := &http.Client{Transport: &Transport{Source: ts, Base: log}}
 	if code := get(t, c, srv.URL+"/v3/warm-up"); code != 200 {
@@ -315,7 +303,7 @@ func TestTransport401WithABodyThatCannotBeReplayedIsReturned(t *testing.T) {
 func TestTransport401IsReplayedAtMostOnce(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	var sends atomic.Int64
 	c := &http.Client{Transport: &Transport{Source: ts, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		sends.Add(1)
@@ -333,7 +321,7 @@ func TestTransportWaitsForATokenOnlyAsLongAsTheRequestContext(t *testing.T) {
 	defer srv.Close()
 	release := srv.Hold()
 	defer release()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	c := &http.Client{Transport: &Transport{Source: ts}}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -349,7 +337,7 @@ func TestTransportWaitsForATokenOnlyAsLongAsTheRequestContext(t *testing.T) {
 func TestTransportAcceptsARequestWithoutHeaders(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	u, _ := url.Parse(srv.URL + "/v3/x")
 	resp, err := (&Transport{Source: ts}).RoundTrip(&http.Request{Method: "GET", URL: u})
 	if err != nil {
@@ -361,56 +349,10 @@ func TestTransportAcceptsARequestWithoutHeaders(t *testing.T) {
 	}
 }
 
-func TestClientReturnsConfigErrorsWithoutSendingAnything(t *testing.T) {
-	srv := fortetest.NewServer()
-	defer srv.Close()
-	c := (&Config{ClientID: srv.ClientID, TokenURL: srv.TokenURL}).Client(context.Background())
-	_, err := c.Get(srv.URL + "/v3/x")
-	if !errors.Is(err, ErrInvalidConfig) {
-		t.Fatalf("err = %v, want ErrInvalidConfig", err)
-	}
-	if st := srv.Stats(); st.TokenRequests+st.APIRequests != 0 {
-		t.Fatalf("requests reached the server: %+v", st)
-	}
-}
-
-func TestClientKeepsTheBaseClientsSettings(t *testing.T) {
-	srv := fortetest.NewServer()
-	defer srv.Close()
-	var viaBase atomic.Int64
-	redirects := func(*http.Request, []*http.Request) error { return errors.New("stop") }
-	base := &http.Client{
-		Timeout:       7 * time.Second,
-		CheckRedirect: redirects,
-		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			viaBase.Add(1)
-			return http.DefaultTransport.RoundTrip(r)
-		}),
-	}
-	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL, HTTPClient: base}
-	c := cfg.Client(context.Background())
-	if c.Timeout != 7*time.Second || c.CheckRedirect == nil {
-		t.Fatal("Client dropped HTTPClient's Timeout or CheckRedirect")
-	}
-	if code := get(t, c, srv.URL+"/v3/x"); code != 200 || viaBase.Load() != 2 {
-		t.Fatalf("status %d; %d requests went through HTTPClient's transport, want 2 (token and API)", code, viaBase.Load())
-	}
-
-	ctxClient := &http.Client{Timeout: 9 * time.Second, Transport: base.Transport}
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, ctxClient)
-	c = (&Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}).Client(ctx)
-	if c.Timeout != 9*time.Second {
-		t.Fatal("Client ignored the context's oauth2.HTTPClient")
-	}
-	if code := get(t, c, srv.URL+"/v3/x"); code != 200 || viaBase.Load() != 4 {
-		t.Fatalf("status %d; %d requests through the context client's transport, want 4", code, viaBase.Load())
-	}
-}
-
 func TestTransportCopiesEveryHeaderAndReplacesAuthorization(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	var seen http.Header
 	tr := &Transport{Source: ts, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		seen = r.Header
@@ -452,7 +394,7 @@ func TestTransportCopiesEveryHeaderAndReplacesAuthorization(t *testing.T) {
 func TestTransportCopiesARequestInThreeAllocations(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
-	ts, _, _ := sourceFor(t, srv, nil)
+	ts := newTestSource(t, withServer(srv)).ts
 	resp := &http.Response{StatusCode: 200, Body: http.NoBody}
 	tr := &Transport{Source: ts, Base: roundTripFunc(func(*http.Request) (*http.Response, error) { return resp, nil })}
 	req, _ := http.NewRequest("GET", srv.URL+"/v3/x", nil)

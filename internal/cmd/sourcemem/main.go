@@ -7,18 +7,20 @@
 //
 // The figure is the growth of the live heap (runtime.MemStats.HeapAlloc
 // after a forced GC) from before the sources were made to after, divided
-// by -n. Each library runs in a process of its own when -lib names one, as
+// by -n, printed as a Go benchmark line that benchstat reads:
+//
+//	BenchmarkSourceHeap/lib=forteauth 1 1091 B/source
+//
+// Each library runs in a process of its own when -lib names one, as
 // .ci/bench does, so that neither measures the other's garbage.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
 	"net/http"
-	"os"
 	"runtime"
 	"strings"
 
@@ -29,23 +31,21 @@ import (
 
 func main() {
 	var (
-		libs   = flag.String("lib", "forteauth,oauth2", "libraries to measure, comma-separated: forteauth, oauth2")
-		n      = flag.Int("n", 10000, "token sources to hold at once")
-		asJSON = flag.Bool("json", false, "print one JSON object per library instead of text")
+		libs = flag.String("lib", "forteauth,oauth2", "libraries to measure, comma-separated: forteauth, oauth2")
+		n    = flag.Int("n", 10000, "token sources to hold at once")
 	)
 	flag.Parse()
 	srv := benchenv.NewAnyClientServer()
 	defer srv.Close()
+	// The pkg line keeps these figures apart from the go test benchmarks
+	// when benchstat reads both from one file.
+	fmt.Println("pkg: github.com/forteauth/forteauth/internal/cmd/sourcemem")
 	for _, lib := range strings.Split(*libs, ",") {
-		r, err := measure(lib, *n, srv.URL)
+		perSource, err := measure(lib, *n, srv.URL)
 		if err != nil {
 			log.Fatal(err)
 		}
-		if *asJSON {
-			json.NewEncoder(os.Stdout).Encode(r)
-			continue
-		}
-		fmt.Printf("%-10s %d sources: %.0f bytes per source (live heap %d -> %d)\n", r.Lib, r.Sources, r.BytesPerSource, r.HeapBefore, r.HeapAfter)
+		fmt.Printf("BenchmarkSourceHeap/lib=%s 1 %.0f B/source\n", lib, perSource)
 	}
 }
 
@@ -60,7 +60,9 @@ func newSource(lib string, cfg *forteauth.Config) (oauth2.TokenSource, error) {
 	return nil, fmt.Errorf("sourcemem: unknown library %q", lib)
 }
 
-func measure(lib string, n int, endpoint string) (*benchenv.MemResult, error) {
+// measure returns the growth of the live heap per source while n of lib's
+// sources hold a token each.
+func measure(lib string, n int, endpoint string) (float64, error) {
 	// One client for all sources, as a program would share one; its
 	// connection is opened by the warm-up fetch, before the first reading.
 	client := &http.Client{Transport: benchenv.Reroute(endpoint, http.DefaultTransport)}
@@ -73,28 +75,22 @@ func measure(lib string, n int, endpoint string) (*benchenv.MemResult, error) {
 		}
 	}
 	if warm, err := newSource(lib, config(-1)); err != nil {
-		return nil, err
+		return 0, err
 	} else if _, err := warm.Token(); err != nil {
-		return nil, err
+		return 0, err
 	}
 	sources := make([]oauth2.TokenSource, n)
 	before := liveHeap()
 	for i := range sources {
 		s, _ := newSource(lib, config(i))
 		if _, err := s.Token(); err != nil {
-			return nil, fmt.Errorf("sourcemem: source %d: %w", i, err)
+			return 0, fmt.Errorf("sourcemem: source %d: %w", i, err)
 		}
 		sources[i] = s
 	}
 	after := liveHeap()
 	runtime.KeepAlive(sources)
-	return &benchenv.MemResult{
-		Lib:            lib,
-		Sources:        n,
-		HeapBefore:     before,
-		HeapAfter:      after,
-		BytesPerSource: float64(int64(after)-int64(before)) / float64(n),
-	}, nil
+	return float64(int64(after)-int64(before)) / float64(n), nil
 }
 
 // liveHeap returns the bytes of live heap objects after a full GC. The

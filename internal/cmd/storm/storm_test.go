@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-
-	"github.com/forteauth/forteauth/internal/benchenv"
 )
 
 func TestMain(m *testing.M) {
@@ -46,24 +44,36 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
-func TestBurstsGroupOverlappingCallsAndFindTheirFetch(t *testing.T) {
+func TestChartDrawsForteauthLastWithOneColourEach(t *testing.T) {
 	ms := time.Millisecond
-	blocked := []span{{120 * ms, 140 * ms}, {100 * ms, 130 * ms}, {135 * ms, 150 * ms}, {500 * ms, 512 * ms}}
-	fetches := []span{{50 * ms, 145 * ms}, {90 * ms, 110 * ms}, {700 * ms, 750 * ms}}
-	got := bursts(blocked, fetches)
-	want := []benchenv.Burst{
-		{Calls: 3, At: 100 * ms, Span: 50 * ms, Fetch: 95 * ms},
-		{Calls: 1, At: 500 * ms, Span: 12 * ms, Fetch: 0},
+	results := []*result{
+		{lib: "forteauth", slowest: []time.Duration{50 * ms, 600 * time.Microsecond, 2 * ms}},
+		{lib: "oauth2", slowest: []time.Duration{51 * ms, 300 * time.Microsecond, 53 * ms}},
 	}
-	if len(got) != len(want) {
-		t.Fatalf("bursts = %+v, want %+v", got, want)
+	got := string(chart(results, 300*ms, 64, time.Second, 50*ms))
+	want := `%%{init: {"theme": "base", "themeVariables": {"xyChart": {"plotColorPalette": "#d62728, #1f77b4"}}}}%%
+xychart-beta
+    title "Slowest call per 100ms, 64 callers, 1s tokens, 50ms endpoint: x/oauth2 (red), forteauth (blue)"
+    x-axis "seconds into the storm" 0 --> 0.3
+    y-axis "slowest call (ms)" 0 --> 60
+    line [51.0, 0.3, 53.0]
+    line [50.0, 0.6, 2.0]
+`
+	if got != want {
+		t.Errorf("chart:\n%s\nwant:\n%s", got, want)
 	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("burst %d = %+v, want %+v", i, got[i], want[i])
+	if results[0].lib != "forteauth" {
+		t.Errorf("chart reordered its caller's results")
+	}
+}
+
+func TestSlotsCoverTheStorm(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want int
+	}{{10 * time.Second, 100}, {1050 * time.Millisecond, 11}, {0, 1}} {
+		if got := slots(c.d); got != c.want {
+			t.Errorf("slots(%v) = %d, want %d", c.d, got, c.want)
 		}
-	}
-	if b := bursts(nil, fetches); len(b) != 0 {
-		t.Errorf("bursts of no calls = %+v", b)
 	}
 }
