@@ -87,7 +87,7 @@ func testFetcher(t *testing.T, cfg *Config) (*endpoint, *sleepRecorder) {
 	rec := &sleepRecorder{}
 	clk := testClock(nil, rec)
 	red := newRedactor(cfg.ClientID, cfg.ClientSecret)
-	return newEndpoint(cfg, cfg.httpClient(context.Background()), &clk, red, cfg.logger(red)), rec
+	return newEndpoint(cfg, cfg.httpClient(context.Background()), &clk, red, cfg.logger(red), new(counters)), rec
 }
 
 // eventually waits up to 10 s for cond, for outcomes of background work
