@@ -120,8 +120,21 @@ func (e *entry) token(now time.Time) *oauth2.Token {
 		next = min(e.refreshAfter+(steps+1)*dueRecheck, e.staleAfter)
 	}
 	t := *e.tok
-	t.Expiry = time.Unix(0, e.sentWall+int64(min(next+oauth2Delta, e.lifetime)+wallStep(wall-mono)))
+	t.Expiry = e.wallTime(min(next+oauth2Delta, e.lifetime), wall-mono)
 	return &t
+}
+
+// skew is the token's wall-clock age less its monotonic age at now; see
+// wallStep.
+func (e *entry) skew(now time.Time) time.Duration {
+	return time.Duration(now.UnixNano()-e.sentWall) - now.Sub(e.sent)
+}
+
+// wallTime returns the time on the wall clock at which the token is age
+// old, given its skew: counted from sentWall, and moved earlier by a step
+// of the wall clock back since the token's request.
+func (e *entry) wallTime(age, skew time.Duration) time.Time {
+	return time.Unix(0, e.sentWall+int64(age+wallStep(skew)))
 }
 
 // wallStepGrain separates noise from a step of the wall clock. The wall and

@@ -176,7 +176,7 @@ func (c *Config) Token(ctx context.Context) (*oauth2.Token, error) {
 		return nil, err
 	}
 	clk, red := systemClock(), newRedactor(c.ClientID, c.ClientSecret)
-	f, err := newEndpoint(c, c.httpClient(ctx), &clk, red, c.logger(red)).fetch(ctx)
+	f, err := newEndpoint(c, c.httpClient(ctx), &clk, red, c.logger(red), new(counters)).fetch(ctx)
 	return f.tok, err
 }
 

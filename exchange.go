@@ -58,9 +58,10 @@ type endpoint struct {
 	log                              *slog.Logger
 	retry                            retryPolicy
 	clock                            *clock
+	counts                           *counters // a TokenSource's, or counts no one reads
 }
 
-func newEndpoint(c *Config, hc *http.Client, clk *clock, red *redactor, log *slog.Logger) *endpoint {
+func newEndpoint(c *Config, hc *http.Client, clk *clock, red *redactor, log *slog.Logger, counts *counters) *endpoint {
 	noRedirects := *hc
 	noRedirects.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &endpoint{
@@ -72,6 +73,7 @@ func newEndpoint(c *Config, hc *http.Client, clk *clock, red *redactor, log *slo
 		log:          log,
 		retry:        defaultRetry,
 		clock:        clk,
+		counts:       counts,
 	}
 }
 
@@ -138,6 +140,7 @@ func (p *endpoint) request(ctx context.Context) (fetched, retry, error) {
 	req.Header.Set("User-Agent", userAgent+" Go/"+runtime.Version())
 
 	sent := p.clock.now()
+	p.counts.tokenRequests.Add(1)
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return fetched{}, netErrorRetry(err), p.red.wrap("forteauth: token request failed", err)

@@ -245,7 +245,7 @@ func testEndpoint(t *testing.T, cfg *Config) (*endpoint, *sleepRecorder) {
 	rec := &sleepRecorder{}
 	clk := testClock(nil, rec)
 	red := newRedactor(cfg.ClientID, cfg.ClientSecret)
-	return newEndpoint(cfg, cfg.httpClient(context.Background()), &clk, red, cfg.logger(red)), rec
+	return newEndpoint(cfg, cfg.httpClient(context.Background()), &clk, red, cfg.logger(red), new(counters)), rec
 }
 
 // newForteServer starts a fortetest server that accepts testClientID and testSecret.

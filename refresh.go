@@ -42,13 +42,16 @@ func (s *TokenSource) wait(ctx context.Context, seen *entry) (*entry, time.Time,
 	if err := ctx.Err(); err != nil {
 		return nil, time.Time{}, fmt.Errorf("forteauth: not waiting for a token: %w", err)
 	}
+	prior := s.failure.Load() // tells a cool-down answer from a fetch's; see counters.waited
 	select {
 	case r := <-s.group.DoChan("", func() (any, error) { return s.refresh(seen) }):
+		s.counters.waited(r.Err, prior)
 		if r.Err != nil {
 			return nil, time.Time{}, r.Err
 		}
 		return r.Val.(*entry), s.clock.now(), nil
 	case <-ctx.Done():
+		s.counters.waits.Add(1)
 		return nil, time.Time{}, fmt.Errorf("forteauth: gave up waiting for a token: %w", ctx.Err())
 	}
 }
@@ -90,6 +93,7 @@ func (s *TokenSource) replace(seen *entry) (*entry, error) {
 	if s.share != nil {
 		e, release := s.share.acquire(s.ctx, s.canReplace(seen), s.cfg.refreshWindow(), s.cfg.expiryMargin())
 		if e != nil {
+			s.counters.storeHits.Add(1)
 			return s.store(e), nil
 		}
 		defer release()
@@ -99,6 +103,7 @@ func (s *TokenSource) replace(seen *entry) (*entry, error) {
 	if err == nil {
 		e := newEntry(f.tok, f.sent, s.cfg.refreshWindow(), s.cfg.expiryMargin())
 		if e.state(now) != stale {
+			s.counters.fetches.Add(1)
 			e = s.store(e)
 			if s.share != nil {
 				s.share.save(s.ctx, e)
@@ -108,7 +113,9 @@ func (s *TokenSource) replace(seen *entry) (*entry, error) {
 		err = fmt.Errorf("%w: the token expires in %ds but the request took %v; check the network path to the token endpoint",
 			ErrInvalidResponse, f.tok.ExpiresIn, e.age(now).Round(time.Millisecond))
 	}
+	s.counters.fetchFailures.Add(1)
 	if old := s.cache.Load(); old != nil && old.state(now) != stale {
+		s.counters.backgroundFailures.Add(1)
 		s.postponeRefresh(old, now, err)
 		return nil, err
 	}
@@ -203,8 +210,9 @@ type unauthorized struct {
 
 // answered records the status of the API's answer to a request sent with
 // a, and reports whether the request should be sent once more with another
-// token: for a 401 only, at most once per request (the caller's duty). It
-// is the third method Transport uses; see authorization.
+// token (see reauthorize): for a 401 only, at most once per request (the
+// caller's duty). Transport calls it after every request it sends with a
+// token from s.
 //
 // It is called after every request Transport sends with a token, so the
 // common case is inlined and costs two branches: only a 401 or a token on
@@ -258,6 +266,7 @@ func (s *TokenSource) rejectedByAPI(e *entry) bool {
 		// cur, not e: a failed background refresh may have stored a copy
 		// of e with its refresh postponed, and that copy holds the token.
 		if s.cache.CompareAndSwap(cur, nil) {
+			s.counters.unauthorized.Add(1)
 			s.rejected.Store(&cur.tok.AccessToken)
 			g.pending = true
 			return true

@@ -78,6 +78,7 @@ type sharing struct {
 	aead    cipher.AEAD // seals values under a key derived from the secret
 	log     *slog.Logger
 	clock   *clock
+	counts  *counters     // the TokenSource's
 	holdFor time.Duration // how long a lock holder may take: one fetch, and a Store call
 
 	lockWait, lockPoll time.Duration
@@ -89,8 +90,8 @@ type sharing struct {
 }
 
 // newSharing returns c.Store's use by a TokenSource that tells time by clk,
-// logs to log, and whose fetches take at most fetchBudget.
-func newSharing(c *Config, clk *clock, log *slog.Logger, fetchBudget time.Duration) (*sharing, error) {
+// logs to log, counts in counts, and whose fetches take at most fetchBudget.
+func newSharing(c *Config, clk *clock, log *slog.Logger, counts *counters, fetchBudget time.Duration) (*sharing, error) {
 	secret := []byte(c.ClientSecret)
 	// Both derivations bind the token URL and client ID, so that one
 	// secret used against two endpoints shares nothing between them.
@@ -117,6 +118,7 @@ func newSharing(c *Config, clk *clock, log *slog.Logger, fetchBudget time.Durati
 		aead:     aead,
 		log:      log,
 		clock:    clk,
+		counts:   counts,
 		holdFor:  fetchBudget + storeTimeout,
 		lockWait: lockWait,
 		lockPoll: lockPoll,
@@ -290,6 +292,7 @@ func (sh *sharing) usable() bool {
 // fault records a Store failure: the Store is left alone for storeRetry,
 // and the first failure of a run is logged.
 func (sh *sharing) fault(op string, err error) {
+	sh.counts.storeFaults.Add(1)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.downUntil = sh.clock.now().Add(storeRetry)

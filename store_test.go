@@ -397,5 +397,5 @@ func TestSealedValueIsBoundToItsKey(t *testing.T) {
 // testSharing is the Store sharing of a source made from c, on the system clock.
 func testSharing(c *Config) (*sharing, error) {
 	clk := systemClock()
-	return newSharing(c, &clk, slog.New(slog.DiscardHandler), defaultRetry.budget)
+	return newSharing(c, &clk, slog.New(slog.DiscardHandler), new(counters), defaultRetry.budget)
 }

@@ -47,6 +47,8 @@ type TokenSource struct {
 	rejected atomic.Pointer[string] // the last token invalidated, which the Store may still hold
 
 	unauthorized unauthorized // the guard against 401 floods; see answered
+
+	counters // for Stats; last, away from the fields the fresh path reads
 }
 
 // newTokenSource makes the source Config.TokenSource returns; ctx is
@@ -61,12 +63,12 @@ func newTokenSource(ctx context.Context, c *Config) *TokenSource {
 		red:   newRedactor(cfg.ClientID, cfg.ClientSecret),
 	}
 	s.log = cfg.logger(s.red)
-	s.endpoint = newEndpoint(&cfg, cfg.httpClient(ctx), &s.clock, s.red, s.log)
+	s.endpoint = newEndpoint(&cfg, cfg.httpClient(ctx), &s.clock, s.red, s.log, &s.counters)
 	if u, err := url.Parse(cfg.TokenURL); s.err == nil && err == nil {
 		s.host = u.Host
 	}
 	if s.err == nil && cfg.Store != nil {
-		s.share, s.err = newSharing(&cfg, &s.clock, s.log, s.endpoint.retry.budget)
+		s.share, s.err = newSharing(&cfg, &s.clock, s.log, &s.counters, s.endpoint.retry.budget)
 	}
 	return s
 }
@@ -124,7 +126,8 @@ type authorization struct {
 	from   *entry
 }
 
-// The three methods below are all that Transport uses of a TokenSource.
+// The methods below and answered (in refresh.go) are all that Transport
+// uses of a TokenSource.
 
 // apiHost returns the host Transport sends tokens to when its Hosts is
 // empty, or the error that makes every call fail.
@@ -138,6 +141,19 @@ func (s *TokenSource) authorize(ctx context.Context) (authorization, error) {
 		return authorization{}, err
 	}
 	return authorization{e.header, e}, nil
+}
+
+// reauthorize returns the authorization to send a request once more with
+// after answered asked for it: a token other than a's, waiting for it no
+// longer than ctx allows. ok is false if there is none, and the request is
+// not to be sent again; when it is true, the replay is counted.
+func (s *TokenSource) reauthorize(ctx context.Context, a authorization) (next authorization, ok bool) {
+	next, err := s.authorize(ctx)
+	if err != nil || next.header == a.header {
+		return authorization{}, false
+	}
+	s.counters.replays.Add(1)
+	return next, true
 }
 
 // Format implements fmt.Formatter: every verb prints the client ID, the

@@ -47,7 +47,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errors.New("forteauth: Transport needs a Source and a request with a URL")
 	}
-	// A *TokenSource is used only through apiHost, authorize and answered.
+	// A *TokenSource is used only through apiHost, authorize, answered
+	// and reauthorize.
 	ts, _ := t.Source.(*TokenSource)
 	var host string
 	if ts != nil {
@@ -100,8 +101,8 @@ func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.R
 			return resp, nil
 		}
 	}
-	next, err := ts.authorize(ctx)
-	if err != nil || next.header == a.header {
+	next, ok := ts.reauthorize(ctx, a)
+	if !ok {
 		if body != nil {
 			body.Close()
 		}

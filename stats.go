@@ -1,0 +1,131 @@
+package forteauth
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Stats is a snapshot of a TokenSource: what it has done since it was made,
+// and the state of its cached token. Get one with TokenSource.Stats.
+//
+// The counters only ever grow. Each is read atomically, but not all in one
+// step, so a snapshot taken while a fetch ends may show some of its counts
+// and not yet others. docs/observability.md says which to alert on.
+type Stats struct {
+	// TokenRequests counts the HTTP requests sent to the token endpoint,
+	// retries included, whatever their outcome.
+	TokenRequests int64
+	// Fetches counts the fetches from the token endpoint that got a usable
+	// token, which was then cached. One fetch is one or more requests.
+	Fetches int64
+	// FetchFailures counts the fetches that got no usable token once their
+	// retries were spent (or not allowed): every failure, whether a caller
+	// waited for it or not.
+	FetchFailures int64
+	// BackgroundFailures counts the FetchFailures of background refreshes:
+	// those after which the still-usable token was kept, so that no caller
+	// saw the error (it is only logged). Rising while Expiry comes near,
+	// it is the warning that callers will soon wait and fail.
+	BackgroundFailures int64
+
+	// Waits counts the calls (Token, TokenContext, a request through
+	// Transport) that found no usable token cached and waited for a fetch,
+	// started or joined, including those whose context ended first. A
+	// cache hit is never counted.
+	Waits int64
+	// CoolDownErrors counts the calls answered at once, without a request,
+	// with the error of a failed fetch during its cool-down. They are not
+	// counted in Waits.
+	CoolDownErrors int64
+
+	// Unauthorized counts the 401 answers from the API, to requests through
+	// Transport, that invalidated the cached token. A 401 to a token
+	// already replaced is not counted, nor one during the cool-down that
+	// follows the rejection of a new token (when 401s are returned as they
+	// are; see Transport), nor a call of Invalidate.
+	Unauthorized int64
+	// Replays counts the requests Transport sent again, with a new token,
+	// after a 401.
+	Replays int64
+
+	// StoreHits counts the tokens taken from Config.Store instead of
+	// fetched from the token endpoint.
+	StoreHits int64
+	// StoreFaults counts the Store calls (Get, Set, Lock, Unlock) that
+	// failed or timed out. After each, the source leaves the Store alone
+	// for a while and fetches directly; see docs/store.md.
+	StoreFaults int64
+
+	// Expiry is when the cached token expires: when its request was sent,
+	// on the wall clock, plus its lifetime (expires_in), moved earlier by
+	// as much as the wall clock has been set back since. It is later than
+	// the Expiry of the *oauth2.Token that Token returns, which is when the
+	// source wants to be asked again. It may be in the past for a token
+	// that has gone stale while nothing asked for one. It is the zero Time
+	// if no token is cached.
+	Expiry time.Time
+	// RefreshAt is when the cached token's background refresh is due: the
+	// first attempt or, after failed ones, the next. The refresh starts
+	// with the first call after it, so it may be in the past for an idle
+	// source. It is the zero Time if no token is cached.
+	RefreshAt time.Time
+}
+
+// Stats returns a snapshot of s. It is safe to call concurrently with s's
+// other methods, and cheap (a few atomic loads and a clock read), so a
+// metrics collector may call it on every scrape. It writes nothing, so it
+// does not slow Token down.
+func (s *TokenSource) Stats() Stats {
+	if s == nil {
+		return Stats{}
+	}
+	c := &s.counters
+	st := Stats{
+		TokenRequests:      c.tokenRequests.Load(),
+		Fetches:            c.fetches.Load(),
+		FetchFailures:      c.fetchFailures.Load(),
+		BackgroundFailures: c.backgroundFailures.Load(),
+		Waits:              c.waits.Load(),
+		CoolDownErrors:     c.coolDownErrors.Load(),
+		Unauthorized:       c.unauthorized.Load(),
+		Replays:            c.replays.Load(),
+		StoreHits:          c.storeHits.Load(),
+		StoreFaults:        c.storeFaults.Load(),
+	}
+	if e := s.cache.Load(); e != nil {
+		// On the wall clock as a token's Expiry is: the same from one
+		// snapshot to the next, and never later than the real expiry.
+		skew := e.skew(s.clock.now())
+		st.Expiry = e.wallTime(e.lifetime, skew)
+		st.RefreshAt = e.wallTime(e.refreshAfter, skew)
+	}
+	return st
+}
+
+// counters are the counts behind Stats. None is touched on the fresh
+// path: an atomic add there would make every caller of a busy source
+// contend for one cache line.
+type counters struct {
+	tokenRequests      atomic.Int64
+	fetches            atomic.Int64
+	fetchFailures      atomic.Int64
+	backgroundFailures atomic.Int64
+	waits              atomic.Int64
+	coolDownErrors     atomic.Int64
+	unauthorized       atomic.Int64
+	replays            atomic.Int64
+	storeHits          atomic.Int64
+	storeFaults        atomic.Int64
+}
+
+// waited counts a call that waited for the shared fetch and got err, where
+// prior is the failure recorded when the call began to wait: getting that
+// failure's own error back means no fetch ran for the call, only the
+// cool-down answered.
+func (c *counters) waited(err error, prior *failure) {
+	if err != nil && prior != nil && err == prior.err {
+		c.coolDownErrors.Add(1)
+		return
+	}
+	c.waits.Add(1)
+}
