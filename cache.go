@@ -199,7 +199,7 @@ func newFailure(err error, now time.Time, prev *failure) *failure {
 // keys that contain no secret; a value that does not open is ignored and
 // replaced. Store errors and slowness never fail a token request: the
 // TokenSource fetches from the endpoint itself, logs the fault once, and
-// tries the Store again a few seconds later.
+// tries the Store again after a short pause that grows while it fails.
 //
 // Implementations must be safe for concurrent use.
 type Store interface {
@@ -212,8 +212,9 @@ type Store interface {
 
 // Locker is implemented by a Store that can let one TokenSource at a time,
 // across the fleet, refresh a token. Sources that find the lock held wait
-// a short, bounded time for the holder's new token and then fetch one
-// themselves, so a holder that dies costs at most that wait.
+// for the holder's new token: as long as the holder renews its lock if
+// the Locker is also a Renewer, else a short, bounded time, after which
+// they fetch one themselves.
 type Locker interface {
 	// Lock takes the lock named key for ttl unless another holder has
 	// it. It returns a value identifying this holder, and ok false (with
