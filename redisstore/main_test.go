@@ -379,7 +379,7 @@ const (
 	logStoreFailed   = "token store failed"
 	logStoreWorks    = "token store works again"
 	logIgnoringValue = "ignoring the token store's value"
-	logLockTimedOut  = "refresh lock is held but no new token arrived"
+	logLockGivenUp   = "refresh lock was given up without a new token"
 )
 
 // newStore returns a Store on a client of its own for addr.
