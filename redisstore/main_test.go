@@ -326,7 +326,7 @@ func open(cfg *forteauth.Config, key string, v []byte) (storedToken, error) {
 }
 
 // storedAccessToken opens the value under cfg's key in Redis.
-func storedAccessToken(t testing.TB, c *redis.Client, cfg *forteauth.Config) (string, error) {
+func storedAccessToken(t testing.TB, c redis.Cmdable, cfg *forteauth.Config) (string, error) {
 	t.Helper()
 	key := storeKey(cfg)
 	v, err := c.Get(context.Background(), key).Bytes()

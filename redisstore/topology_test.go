@@ -36,12 +36,15 @@ const (
 	envSentinelMaster = "FORTEAUTH_REDIS_SENTINEL_MASTER"
 )
 
-// Sentinel settings low enough that a failover completes in a few seconds:
-// the master is deemed down after 1 s without an answer, and a failover
-// that stalls is retried after 2 × 3 s.
+// Sentinel settings low enough that a failover completes in a few seconds
+// (the default down-after is 30 s): the master is deemed down after 2 s
+// without an answer, and a failover that stalls is retried after 2 × 3 s.
+// With 2 s, a failover takes about 3 s, longer than a refresh interval of
+// the fleet tests' 2 s tokens plus the 1 s store timeout, so that at least
+// one refresh meets the dead master.
 const (
 	sentinelMaster     = "forteauth"
-	sentinelDownAfter  = "1000"
+	sentinelDownAfter  = "2000"
 	sentinelFailover   = "3000"
 	clusterNodeTimeout = "1000" // a Cluster node not answering for 1 s is failed
 )
@@ -396,10 +399,10 @@ func (s *redisSentinel) masterAddr(ctx context.Context) (string, error) {
 }
 
 // waitPromoted waits until every Sentinel names the replica as the master
-// and the replica reports role:master, and returns how long that took.
-func (s *redisSentinel) waitPromoted(t testing.TB) time.Duration {
+// and the replica reports role:master, and returns how long after killed
+// that was.
+func (s *redisSentinel) waitPromoted(t testing.TB, killed time.Time) time.Duration {
 	t.Helper()
-	start := time.Now()
 	want := s.replica.addr
 	eventually(t, topologyTimeout, "the Sentinels to promote the replica "+want, func() bool {
 		for _, r := range s.sentinels {
@@ -415,7 +418,7 @@ func (s *redisSentinel) waitPromoted(t testing.TB) time.Duration {
 		info, _ := rep.Info(context.Background(), "replication").Result()
 		return strings.Contains(info, "role:master")
 	})
-	return time.Since(start)
+	return time.Since(killed)
 }
 
 func (s *redisSentinel) stop() {
