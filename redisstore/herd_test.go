@@ -264,3 +264,46 @@ func BenchmarkColdStartHerd(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSteadyStateCommands measures the Redis commands per source per
+// token lifetime of 50 sources (each on a client of its own) that call
+// Token continuously for 5 lifetimes of 2 s tokens after a warm-up
+// lifetime. The refresh window and margin are the defaults scaled to the
+// lifetime (5 min and 30 s of a 1 h token: 1/12 and 1/120 of it), so that
+// refreshes spread over the fleet as they do with hour-long tokens; the
+// endpoint answers at once, as 200 ms are to an hour what nothing is to
+// 2 s. Run it with -benchtime=1x.
+func BenchmarkSteadyStateCommands(b *testing.B) {
+	const n, lifetimes = 50, 5
+	window, margin := shortLifetime/12, shortLifetime/120
+	var perLifetime, requests float64
+	for range b.N {
+		r := privateRedis(b)
+		admin := newClient(b, r.addr)
+		srv := newServer(b, shortLifetime)
+		var sources []*forteauth.TokenSource
+		for range n {
+			cfg := configFor(srv, newStore(b, r.addr), nil)
+			cfg.RefreshWindow, cfg.ExpiryMargin = window, margin
+			sources = append(sources, cfg.TokenSource(context.Background()))
+		}
+		run := callContinuously(b, sources...)
+		time.Sleep(shortLifetime) // warm-up: the cold start
+		admin.ConfigResetStat(context.Background())
+		before := srv.Stats().TokenRequests
+		time.Sleep(lifetimes * shortLifetime)
+		cmds := commandStats(b, admin)
+		requests = float64(srv.Stats().TokenRequests - before)
+		run.end()
+		run.check(b)
+		total := 0
+		for _, c := range cmds {
+			total += c
+		}
+		perLifetime = float64(total) / n / lifetimes
+		b.Logf("%d sources, %d lifetimes: %v; %v token requests", n, lifetimes, cmds, requests)
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(perLifetime, "redis-cmds/source/lifetime")
+	b.ReportMetric(requests/lifetimes, "token-requests/lifetime")
+}
