@@ -18,15 +18,16 @@ import (
 )
 
 const (
-	// storeTimeout bounds each call on a Store that has answered this
-	// source since its start or its last fault, so that a slow store
-	// delays a fetch by no more than this per call.
+	// storeTimeout bounds each Store call but a source's first, so that
+	// a slow store delays a fetch by no more than this per call.
 	storeTimeout = time.Second
-	// storeConnectTimeout bounds the other calls, which may have to open
-	// a connection first: long enough for a TCP SYN lost to a full listen
-	// queue to be sent again (Linux does so after 1 s) and the handshake
-	// to follow, so that a herd of new processes does not give up on a
-	// store that is only busy accepting them.
+	// storeConnectTimeout bounds the calls before the Store first answers
+	// the source, which have to open a connection: long enough for a TCP
+	// SYN lost to a full listen queue to be sent again (Linux does so
+	// after 1 s) and the handshake to follow, so that a herd of new
+	// processes does not give up on a store that is only busy accepting
+	// them. Reconnecting after a fault gets storeTimeout: callers then
+	// have a token, or are waiting for one already.
 	storeConnectTimeout = 2500 * time.Millisecond
 	// After a fault a source leaves its Store alone for a pause that
 	// starts at storeRetryMin and doubles with each fault in a row up to
@@ -88,7 +89,7 @@ type sharing struct {
 	faults    int       // faults in a row, for the pause
 	down      bool      // the failure has been logged
 	downWrite bool      // the failure was a write, which only a write ends
-	answered  bool      // a call succeeded since the start or the last fault
+	answered  bool      // a call has succeeded
 	bad       string    // the last value that did not open, logged once
 }
 
@@ -409,7 +410,6 @@ func (sh *sharing) fault(op string, err error) {
 	sh.faults++
 	pause := doubling(storeRetryMin, storeRetryMax, sh.faults)
 	sh.downUntil = sh.now().Add(pause)
-	sh.answered = false
 	sh.downWrite = sh.downWrite || op != "get"
 	if !sh.down {
 		sh.down = true

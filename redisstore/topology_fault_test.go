@@ -146,11 +146,11 @@ func checkFleetAfterFault(t testing.TB, run *timedCaller, n, requests int, failo
 // checkSharingResumed checks that, once Redis is back, a member of the
 // fleet that fetches a token stores it, and a new source adopts it without
 // a request. The member may still be leaving a failed store alone (the
-// core's storeRetry), so it tries until its token is stored.
+// core's storeRetryMax), so it tries until its token is stored.
 func checkSharingResumed(t testing.TB, srv *fortetest.Server, admin redis.Cmdable, cfg *forteauth.Config, member *forteauth.TokenSource, newSource func() *forteauth.TokenSource) {
 	t.Helper()
 	var tok *oauth2.Token
-	eventually(t, 3*storeRetry, "a member's new token in Redis", func() bool {
+	eventually(t, 3*storeRetryMax, "a member's new token in Redis", func() bool {
 		member.Invalidate(nil)
 		var err error
 		if tok, err = member.Token(); err != nil {
