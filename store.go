@@ -430,9 +430,16 @@ func (sh *sharing) firstSight(v []byte) bool {
 }
 
 func (sh *sharing) usable() bool {
+	_, paused := sh.pausedUntil()
+	return !paused
+}
+
+// pausedUntil returns when the pause after the last Store fault ends, and
+// whether it still holds.
+func (sh *sharing) pausedUntil() (time.Time, bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return !sh.clock.now().Before(sh.downUntil)
+	return sh.downUntil, sh.clock.now().Before(sh.downUntil)
 }
 
 // timeout is the bound on the next Store call.

@@ -577,3 +577,42 @@ func testSharing(c *Config) (*sharing, error) {
 	clk := systemClock()
 	return newSharing(c, &clk, slog.New(slog.DiscardHandler), new(counters), defaultRetry.budget)
 }
+
+func TestBackgroundRefreshWaitsOutAStorePauseInsteadOfFetching(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	sources, store, clock := fleet(t, srv, 2, nil)
+	first := mustToken(t, sources[0])
+	mustToken(t, sources[1]) // from the store
+	e := sources[1].cache.Load()
+
+	// A failover: the store fails as sources[1]'s refresh falls due.
+	store.set(func(m *memStore) { m.fail = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused") })
+	clock.Advance(e.refreshAfter)
+	if tok := mustToken(t, sources[1]); tok.AccessToken != first.AccessToken {
+		t.Fatal("the refresh-due token was not handed out")
+	}
+	eventually(t, "the background refresh to end", func() bool { return !sources[1].refreshing.Load() })
+	if n := tokenRequests(srv); n != 1 {
+		t.Fatalf("token requests = %d: a background refresh during a store fault fetched directly instead of waiting for the store", n)
+	}
+	if got := sources[1].cache.Load(); got.tok != e.tok || got.refreshAfter <= e.refreshAfter {
+		t.Fatal("the refresh was not put off until the store's pause ends")
+	}
+
+	// The new master is up: sources[0] refreshes through the store, and
+	// sources[1], once its pause is over, takes that token.
+	store.set(func(m *memStore) { m.fail = nil })
+	clock.Advance(storeBackoff.max)
+	second := mustToken(t, sources[0])
+	eventually(t, "sources[0]'s refresh", func() bool {
+		second = mustToken(t, sources[0])
+		return second.AccessToken != first.AccessToken
+	})
+	eventually(t, "sources[1] to take the stored token", func() bool {
+		return mustToken(t, sources[1]).AccessToken == second.AccessToken
+	})
+	if n := tokenRequests(srv); n != 2 {
+		t.Fatalf("token requests = %d, want 2: one per lifetime for the fleet", n)
+	}
+}
