@@ -15,14 +15,6 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// enforceFailoverTargets turns issue 10's targets for a failover into
-// assertions. The store protocol of today (store.go in the core) does not
-// meet them, so until it is redesigned to, the tests below log each
-// target with the measured figure ("TARGET NOT MET") and assert only what
-// the protocol guarantees today: no Token error, token requests no more
-// than without a store, and sharing again once Redis is back.
-const enforceFailoverTargets = false
-
 // Issue 10's targets.
 const (
 	// failoverExtraRequests: a failover costs the whole fleet at most this
@@ -35,20 +27,6 @@ const (
 	storeTimeout   = time.Second
 	storeWaitSlack = 500 * time.Millisecond
 )
-
-// checkTarget asserts one of issue 10's targets if enforceFailoverTargets
-// is set, and logs it with the measured figure in any case.
-func checkTarget(t testing.TB, met bool, format string, args ...any) {
-	t.Helper()
-	switch {
-	case met:
-		t.Logf("target met: "+format, args...)
-	case enforceFailoverTargets:
-		t.Errorf("target missed: "+format, args...)
-	default:
-		t.Logf("TARGET NOT MET (asserted once enforceFailoverTargets is true): "+format, args...)
-	}
-}
 
 // timedCaller calls a set of TokenSources continuously, as a busy service
 // does, and records failures and the longest Token call.
@@ -122,25 +100,24 @@ func (c *timedCaller) longestCall() time.Duration {
 }
 
 // checkFleetAfterFault asserts, for a run of n sources that made requests
-// token requests, what today's protocol guarantees, and checks issue 10's
-// targets. failover says whether the fault was a failover, to which the
-// token-request target applies.
-func checkFleetAfterFault(t testing.TB, run *timedCaller, n, requests int, failover bool) {
+// token requests: no Token error, no more requests than perfect sharing
+// (L + 1) and extra, and no Token call waiting on the store much longer
+// than the store timeout.
+func checkFleetAfterFault(t testing.TB, run *timedCaller, n, requests, extra int) {
 	t.Helper()
 	run.check(t)
 	l := lifetimesIn(run.elapsed)
 	longest := run.longestCall()
-	t.Logf("%d sources, %v (L = %d lifetimes of %v), %d Token calls: %d token requests (perfect sharing: L+1 = %d; no store: about N x (L+1) = %d); longest Token call %v",
-		n, run.elapsed.Round(time.Millisecond), l, shortLifetime, run.calls.Load(), requests, l+1, n*(l+1), longest.Round(time.Millisecond))
-	if requests > n*(l+1) {
-		t.Errorf("%d token requests, more than the %d that %d sources make without a store", requests, n*(l+1), n)
+	t.Logf("%d sources, %v (L = %d lifetimes of %v), %d Token calls: %d token requests (perfect sharing: L+1 = %d; issue 10's target for a failover: L+1+%d = %d; no store: about N x (L+1) = %d); longest Token call %v",
+		n, run.elapsed.Round(time.Millisecond), l, shortLifetime, run.calls.Load(), requests, l+1,
+		failoverExtraRequests, l+1+failoverExtraRequests, n*(l+1), longest.Round(time.Millisecond))
+	if requests > l+1+extra {
+		t.Errorf("%d token requests, want at most L+1+%d = %d", requests, extra, l+1+extra)
 	}
-	if failover {
-		checkTarget(t, requests <= l+1+failoverExtraRequests, "a failover costs at most %d token requests more than perfect sharing: %d requests, want <= L+1+%d = %d",
-			failoverExtraRequests, requests, failoverExtraRequests, l+1+failoverExtraRequests)
+	if longest > storeTimeout+storeWaitSlack {
+		t.Errorf("a Token call took %v: no caller may wait on the store longer than the store timeout (%v, + %v slack)",
+			longest.Round(time.Millisecond), storeTimeout, storeWaitSlack)
 	}
-	checkTarget(t, longest <= storeTimeout+storeWaitSlack, "no caller waits on the store longer than the store timeout: longest Token call %v, want <= %v + %v",
-		longest.Round(time.Millisecond), storeTimeout, storeWaitSlack)
 }
 
 // checkSharingResumed checks that, once Redis is back, a member of the
@@ -178,9 +155,14 @@ func checkSharingResumed(t testing.TB, srv *fortetest.Server, admin redis.Cmdabl
 // 2 s tokens. No Token call may fail while the Sentinels promote the
 // replica, and once they have, the fleet shares through the new master.
 //
-// Issue 10's targets, checked by checkTarget: the failover costs at most
-// 3 token requests more than perfect sharing, and no Token call waits on
-// the store longer than the store timeout.
+// No Token call may wait on the store longer than the store timeout. The
+// tokens are shorter than the failover (about 3 s), so every source's
+// token goes stale while no Redis answers, and each then fetches its own:
+// the test allows one such fetch per source, n more than perfect sharing,
+// where issue 10 asks for 3 (met by the next test, and by tokens that
+// outlive the failover: a background refresh waits out the store's pause,
+// see TestBackgroundRefreshWaitsOutAStorePauseInsteadOfFetching in the
+// core).
 func TestSentinelMasterKilledMidRun(t *testing.T) {
 	t.Parallel()
 	s := privateSentinel(t)
@@ -211,7 +193,7 @@ func TestSentinelMasterKilledMidRun(t *testing.T) {
 	if faults == 0 {
 		t.Errorf("no source logged a store fault: the fleet never met the dead master, so this test tested nothing")
 	}
-	checkFleetAfterFault(t, run, n, srv.Stats().TokenRequests, true)
+	checkFleetAfterFault(t, run, n, srv.Stats().TokenRequests, n)
 	checkSharingResumed(t, srv, newClient(t, s.replica.addr), cfg, sources[0],
 		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
 }
@@ -224,7 +206,7 @@ func TestSentinelMasterKilledMidRun(t *testing.T) {
 // master must see no Token error and make no more token requests than
 // without a store.
 //
-// Issue 10's targets, checked by checkTarget: at most 3 token requests more
+// Issue 10's targets, asserted by checkFleetAfterFault: at most 3 token requests more
 // than perfect sharing, and no Token call waiting on the store (here: on
 // the dead holder's lock) longer than the store timeout.
 func TestSentinelMasterKilledWhileAFetchHoldsTheLock(t *testing.T) {
@@ -271,7 +253,7 @@ func TestSentinelMasterKilledWhileAFetchHoldsTheLock(t *testing.T) {
 	time.Sleep(3 * shortLifetime)
 	run.end()
 
-	checkFleetAfterFault(t, run, n, srv.Stats().TokenRequests-before, true)
+	checkFleetAfterFault(t, run, n, srv.Stats().TokenRequests-before, failoverExtraRequests)
 	checkSharingResumed(t, srv, replica, cfg, holder,
 		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
 }
@@ -283,7 +265,7 @@ func TestSentinelMasterKilledWhileAFetchHoldsTheLock(t *testing.T) {
 // without a store, and once the Cluster is whole again the fleet shares
 // through it.
 //
-// Issue 10's target, checked by checkTarget: no Token call waits on the
+// Issue 10's target, asserted by checkFleetAfterFault: no Token call waits on the
 // store longer than the store timeout.
 func TestClusterNodeRestartedMidRun(t *testing.T) {
 	t.Parallel()
@@ -325,7 +307,7 @@ func TestClusterNodeRestartedMidRun(t *testing.T) {
 	time.Sleep(3 * shortLifetime)
 	run.end()
 
-	checkFleetAfterFault(t, run, n, srv.Stats().TokenRequests, false)
+	checkFleetAfterFault(t, run, n, srv.Stats().TokenRequests, (n-1)*(lifetimesIn(run.elapsed)+1)) // no more than without a store
 	checkSharingResumed(t, srv, admin, cfg, sources[0],
 		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
 }
