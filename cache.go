@@ -165,8 +165,15 @@ func wallStep(skew time.Duration) time.Duration {
 // postponed returns e with its next background refresh put off to age
 // after, but never past the stale point, after one more failure.
 func (e *entry) postponed(after time.Duration) *entry {
-	e2 := *e
+	e2 := e.deferred(after)
 	e2.failures++
+	return e2
+}
+
+// deferred returns e with its next background refresh put off to age
+// after, but never past the stale point.
+func (e *entry) deferred(after time.Duration) *entry {
+	e2 := *e
 	e2.refreshAfter = min(after, e.staleAfter)
 	return &e2
 }

@@ -96,6 +96,9 @@ func (s *TokenSource) replace(seen *entry) (*entry, error) {
 			s.counters.storeHits.Add(1)
 			return s.store(e), nil
 		}
+		if old, ok := s.awaitStore(); ok {
+			return old, nil
+		}
 		defer release()
 	}
 	f, err := s.endpoint.fetch(s.ctx)
@@ -120,6 +123,28 @@ func (s *TokenSource) replace(seen *entry) (*entry, error) {
 		return nil, err
 	}
 	return nil, s.coolDown(now, err)
+}
+
+// awaitStore puts a background refresh off until the Store's pause after a
+// fault ends, and returns the still-usable token to keep meanwhile, if the
+// Store is pausing and the token stays usable until then. A failover
+// makes every source whose refresh falls in it see a fault; fetching
+// directly would cost a token request each, where waiting for the new
+// master costs none. A token that goes stale first is fetched directly by
+// the callers that then wait, as without a Store.
+func (s *TokenSource) awaitStore() (*entry, bool) {
+	until, paused := s.share.pausedUntil()
+	now := s.clock.now()
+	old := s.cache.Load()
+	if !paused || old == nil || old.state(now) != refreshDue {
+		return nil, false
+	}
+	after := old.age(now) + until.Sub(now)
+	if after >= old.staleAfter {
+		return nil, false
+	}
+	s.cache.CompareAndSwap(old, old.deferred(after))
+	return old, true
 }
 
 // store caches e, a new token, as the one to hand out.

@@ -15,19 +15,22 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// memStore is an in-memory Store and Locker whose entries expire on a
-// fake clock, with switches for the faults a real store has.
+// memStore is an in-memory Store and Renewer whose values expire on a
+// fake clock, with switches for the faults a real store has. Its locks
+// expire in real time, as the lease protocol waits in real time.
 type memStore struct {
 	now func() time.Time
 
-	mu     sync.Mutex
-	vals   map[string]memItem
-	locks  map[string]memItem
-	ttls   []time.Duration // of every Set
-	gets   int
-	fail   error         // returned by every call while set
-	stall  chan struct{} // while set, Get waits for it or its context
-	nlocks int
+	mu       sync.Mutex
+	vals     map[string]memItem
+	locks    map[string]memItem
+	ttls     []time.Duration // of every Set
+	budgets  []time.Duration // the time each Get had, from its context's deadline
+	gets     int
+	renewals int
+	fail     error         // returned by every call while set
+	stall    chan struct{} // while set, Get waits for it or its context
+	nlocks   int
 }
 
 type memItem struct {
@@ -53,6 +56,9 @@ func (m *memStore) Get(ctx context.Context, key string) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.gets++
+	if d, ok := ctx.Deadline(); ok {
+		m.budgets = append(m.budgets, time.Until(d))
+	}
 	if m.fail != nil {
 		return nil, m.fail
 	}
@@ -80,13 +86,42 @@ func (m *memStore) Lock(ctx context.Context, key string, ttl time.Duration) (str
 	if m.fail != nil {
 		return "", false, m.fail
 	}
-	if it, ok := m.locks[key]; ok && m.now().Before(it.expires) {
+	if it, ok := m.locks[key]; ok && time.Now().Before(it.expires) {
 		return "", false, nil
 	}
 	m.nlocks++
 	owner := fmt.Sprint("owner-", m.nlocks)
-	m.locks[key] = memItem{[]byte(owner), m.now().Add(ttl)}
+	m.locks[key] = memItem{[]byte(owner), time.Now().Add(ttl)}
 	return owner, true, nil
+}
+
+func (m *memStore) Renew(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return false, m.fail
+	}
+	it, ok := m.locks[key]
+	if !ok || string(it.v) != owner || !time.Now().Before(it.expires) {
+		return false, nil
+	}
+	m.renewals++
+	m.locks[key] = memItem{it.v, time.Now().Add(ttl)}
+	return true, nil
+}
+
+// lockOnly is a memStore without Renew, as a Locker that cannot renew.
+type lockOnly struct{ m *memStore }
+
+func (l lockOnly) Get(ctx context.Context, key string) ([]byte, error) { return l.m.Get(ctx, key) }
+func (l lockOnly) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	return l.m.Set(ctx, key, v, ttl)
+}
+func (l lockOnly) Lock(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+	return l.m.Lock(ctx, key, ttl)
+}
+func (l lockOnly) Unlock(ctx context.Context, key, owner string) error {
+	return l.m.Unlock(ctx, key, owner)
 }
 
 func (m *memStore) Unlock(ctx context.Context, key, owner string) error {
@@ -254,17 +289,79 @@ func TestStoreFailureFallsBackToTheEndpointAndIsRetriedLater(t *testing.T) {
 	}
 	gets, _ := store.stats()
 	if gets != 1 {
-		t.Fatalf("the failed store was asked %d times within storeRetry, want 1", gets)
+		t.Fatalf("the failed store was asked %d times within its pause, want 1", gets)
+	}
+
+	// The pause is short after one fault: a failover is over in seconds.
+	clock.Advance(storeBackoff.base)
+	mustToken(t, ts)
+	ts.Invalidate(nil)
+	if gets, _ := store.stats(); gets != 2 {
+		t.Fatalf("after storeBackoff.base the store was asked %d times in all, want 2: the pause after one fault must be short", gets)
+	}
+	// and grows with faults in a row: the second is at least storeBackoff.base.
+	clock.Advance(storeBackoff.base - time.Nanosecond)
+	mustToken(t, ts)
+	ts.Invalidate(nil)
+	if gets, _ := store.stats(); gets != 2 {
+		t.Fatalf("storeBackoff.base after a second fault in a row the store was asked again (%d in all): the pause must grow", gets)
 	}
 
 	store.set(func(m *memStore) { m.fail = nil })
-	clock.Advance(storeRetry)
+	clock.Advance(storeBackoff.max)
 	mustToken(t, ts)
-	if gets, ttls := store.stats(); gets < 2 || len(ttls) != 1 { // read before and after taking the lock
-		t.Fatalf("after storeRetry the store was not used again (gets %d, sets %d)", gets, len(ttls))
+	if gets, ttls := store.stats(); gets < 4 || len(ttls) != 1 { // read before and after taking the lock
+		t.Fatalf("after storeBackoff.max the store was not used again (gets %d, sets %d)", gets, len(ttls))
 	}
 	if !strings.Contains(logs.String(), "token store works again") {
 		t.Fatalf("recovery not logged:\n%s", logs)
+	}
+}
+
+// TestAFullStoreIsLoggedOnce: a store that answers reads but refuses
+// writes is one outage, not one per read.
+func TestAFullStoreIsLoggedOnce(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	logger, logs := newTestLogger()
+	full := &failingWrites{memStore: newMemStore(time.Now)}
+	ts, clock, _ := sourceFor(t, srv, func(c *Config) { c.Store = full; c.Logger = logger })
+	for range 4 {
+		clock.Advance(storeBackoff.max)
+		ts.Invalidate(nil)
+		mustToken(t, ts)
+	}
+	if n := strings.Count(logs.String(), "token store failed"); n != 1 || strings.Contains(logs.String(), "token store works again") {
+		t.Fatalf("a store that stays full was logged as failing %d times (want once, with no recovery):\n%s", n, logs)
+	}
+}
+
+type failingWrites struct{ *memStore }
+
+func (f *failingWrites) Lock(context.Context, string, time.Duration) (string, bool, error) {
+	return "", false, errors.New("OOM command not allowed when used memory > 'maxmemory'")
+}
+
+func TestFirstStoreCallHasTimeToConnect(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	sources, store, _ := fleet(t, srv, 1, nil)
+	ts := sources[0]
+	mustToken(t, ts)
+	ts.Invalidate(nil)
+	mustToken(t, ts)
+	store.mu.Lock()
+	budgets := append([]time.Duration(nil), store.budgets...)
+	store.mu.Unlock()
+	if len(budgets) < 2 {
+		t.Fatalf("%d Gets, want at least 2", len(budgets))
+	}
+	// A SYN dropped by a full listen queue is sent again after 1 s.
+	if first := budgets[0]; first <= 2*time.Second || first > storeConnectTimeout {
+		t.Errorf("the first Get had %v, want more than a TCP SYN retry and the handshake (2 s), at most storeConnectTimeout", first)
+	}
+	if last := budgets[len(budgets)-1]; last > storeTimeout {
+		t.Errorf("a Get on a store that has answered had %v, want at most storeTimeout (%v)", last, storeTimeout)
 	}
 }
 
@@ -311,17 +408,95 @@ func TestWaitersAdoptTheLockHoldersToken(t *testing.T) {
 	}
 }
 
-func TestADeadLockHolderCostsAtMostTheLockWait(t *testing.T) {
+func TestADeadLockHolderCostsAtMostOneLease(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
 	sources, store, _ := fleet(t, srv, 1, nil)
 	ts := sources[0]
-	ts.share.lockWait = 100 * time.Millisecond
+	ts.share.lease, ts.share.pollFirst = 300*time.Millisecond, 10*time.Millisecond
+	store.Lock(context.Background(), ts.share.lockKey, ts.share.lease) // its holder died at once
+
+	start := time.Now()
+	within(t, "Token while a dead holder has the lock", func() { mustToken(t, ts) })
+	took := time.Since(start)
+	if n := tokenRequests(srv); n != 1 {
+		t.Fatalf("token requests = %d, want 1 after the lease", n)
+	}
+	if took < ts.share.lease {
+		t.Errorf("a token came after %v, before the dead holder's lease (%v) ended", took, ts.share.lease)
+	}
+	if n := store.nlocks; n != 2 {
+		t.Errorf("%d locks taken, want 2: the dead holder's and the waiter's", n)
+	}
+}
+
+// TestALiveHolderIsWaitedForHoweverSlow: the holder's fetch takes six
+// leases; it renews its lease, so the other source waits for its token
+// and makes no request of its own.
+func TestALiveHolderIsWaitedForHoweverSlow(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	srv.SetLatency(600 * time.Millisecond)
+	sources, store, _ := fleet(t, srv, 2, nil)
+	holder, waiter := sources[0], sources[1]
+	for _, ts := range sources {
+		ts.share.lease, ts.share.pollFirst, ts.share.pollMax = 100*time.Millisecond, 10*time.Millisecond, 50*time.Millisecond
+	}
+	got := make(chan string, 1)
+	go func() { got <- mustToken(t, holder).AccessToken }()
+	eventually(t, "the holder's token request", func() bool { return srv.Stats().TokenRequests == 1 })
+	tok := mustToken(t, waiter)
+	if held := <-got; tok.AccessToken != held || tokenRequests(srv) != 1 {
+		t.Fatalf("token requests = %d: the waiter did not adopt the live holder's token", tokenRequests(srv))
+	}
+	store.mu.Lock()
+	renewals := store.renewals
+	store.mu.Unlock()
+	if renewals < 3 {
+		t.Errorf("the holder renewed its lease %d times in six leases, want at least 3", renewals)
+	}
+	if len(store.locks) != 0 {
+		t.Errorf("the lock is still held after the fetch: %v", store.locks)
+	}
+}
+
+// TestWaitersLookRarely: a waiter looks for a 1 s holder's token a few
+// times, not every few milliseconds.
+func TestWaitersLookRarely(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	srv.SetLatency(time.Second)
+	sources, store, _ := fleet(t, srv, 2, nil)
+	got := make(chan struct{})
+	go func() { defer close(got); mustToken(t, sources[0]) }()
+	eventually(t, "the holder's token request", func() bool { return srv.Stats().TokenRequests == 1 })
+	before, _ := store.stats()
+	mustToken(t, sources[1])
+	after, _ := store.stats()
+	<-got
+	// pollFirst 250 ms, then doubling: at most 0.25, 0.75, 1.75 s.
+	if n := after - before; n > 4 || tokenRequests(srv) != 1 {
+		t.Fatalf("the waiter read the store %d times while a holder fetched for 1 s (want at most 4), %d token requests", n, tokenRequests(srv))
+	}
+}
+
+func TestALockThatCannotBeRenewedIsWaitedForAtMostTheLockWait(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	clock := newFakeClock()
+	store := newMemStore(clock.Now)
+	ts, _, _ := sourceFor(t, srv, func(c *Config) { c.Store = lockOnly{store} })
+	ts.clock.now = clock.Now
+	ts.share.lockWait, ts.share.pollFirst = 100*time.Millisecond, 10*time.Millisecond
 	store.Lock(context.Background(), ts.share.lockKey, time.Hour) // its holder died
 
+	start := time.Now()
 	within(t, "Token while a dead holder has the lock", func() { mustToken(t, ts) })
-	if n := tokenRequests(srv); n != 1 {
-		t.Fatalf("token requests = %d, want 1 after the wait", n)
+	if n := tokenRequests(srv); n != 1 || time.Since(start) < ts.share.lockWait {
+		t.Fatalf("token requests = %d after %v, want 1 after the lock wait", n, time.Since(start))
+	}
+	if _, ttls := store.stats(); len(ttls) != 1 {
+		t.Fatalf("%d values saved, want 1", len(ttls))
 	}
 }
 
@@ -398,4 +573,43 @@ func TestSealedValueIsBoundToItsKey(t *testing.T) {
 func testSharing(c *Config) (*sharing, error) {
 	clk := systemClock()
 	return newSharing(c, &clk, slog.New(slog.DiscardHandler), new(counters), defaultRetry.budget)
+}
+
+func TestBackgroundRefreshWaitsOutAStorePauseInsteadOfFetching(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	sources, store, clock := fleet(t, srv, 2, nil)
+	first := mustToken(t, sources[0])
+	mustToken(t, sources[1]) // from the store
+	e := sources[1].cache.Load()
+
+	// A failover: the store fails as sources[1]'s refresh falls due.
+	store.set(func(m *memStore) { m.fail = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused") })
+	clock.Advance(e.refreshAfter)
+	if tok := mustToken(t, sources[1]); tok.AccessToken != first.AccessToken {
+		t.Fatal("the refresh-due token was not handed out")
+	}
+	eventually(t, "the background refresh to end", func() bool { return !sources[1].refreshing.Load() })
+	if n := tokenRequests(srv); n != 1 {
+		t.Fatalf("token requests = %d: a background refresh during a store fault fetched directly instead of waiting for the store", n)
+	}
+	if got := sources[1].cache.Load(); got.tok != e.tok || got.refreshAfter <= e.refreshAfter {
+		t.Fatal("the refresh was not put off until the store's pause ends")
+	}
+
+	// The new master is up: sources[0] refreshes through the store, and
+	// sources[1], once its pause is over, takes that token.
+	store.set(func(m *memStore) { m.fail = nil })
+	clock.Advance(storeBackoff.max)
+	second := mustToken(t, sources[0])
+	eventually(t, "sources[0]'s refresh", func() bool {
+		second = mustToken(t, sources[0])
+		return second.AccessToken != first.AccessToken
+	})
+	eventually(t, "sources[1] to take the stored token", func() bool {
+		return mustToken(t, sources[1]).AccessToken == second.AccessToken
+	})
+	if n := tokenRequests(srv); n != 2 {
+		t.Fatalf("token requests = %d, want 2: one per lifetime for the fleet", n)
+	}
 }

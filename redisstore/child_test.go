@@ -94,6 +94,8 @@ func childMain(mode string) int {
 		return childFleet()
 	case "lockholder":
 		return childLockHolder()
+	case "herd":
+		return childHerd()
 	}
 	fmt.Fprintf(os.Stderr, "unknown %s %q\n", envChild, mode)
 	return 2

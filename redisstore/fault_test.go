@@ -19,8 +19,9 @@ import (
 
 // The core's constants (store.go) that these tests depend on.
 const (
-	storeRetry = 5 * time.Second // a source leaves a failed store alone this long
-	lockTTL    = 31 * time.Second
+	storeRetryMax       = 5 * time.Second // the longest a source leaves a failed store alone
+	storeConnectTimeout = 2500 * time.Millisecond
+	leaseTTL            = 3 * time.Second // the refresh lock's life, renewed by its holder
 )
 
 // caller calls a set of TokenSources continuously, as a busy service does,
@@ -77,9 +78,9 @@ func (c *caller) check(t testing.TB) {
 
 // TestLockHolderKilledMidRefresh: a process takes the fleet's refresh lock
 // and is killed while its token request is in flight, leaving the lock in
-// Redis. Another source must wait at most the lock wait (2 s) for the dead
-// holder's token, then fetch one itself, and the rest of the fleet adopts
-// that token.
+// Redis. Another source must wait at most one lease (3 s) for the dead
+// holder's token, then take the lock and fetch one itself, and the rest of
+// the fleet adopts that token.
 func TestLockHolderKilledMidRefresh(t *testing.T) {
 	t.Parallel()
 	srv := newServer(t, time.Hour)
@@ -105,8 +106,8 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 	if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(owner) {
 		t.Fatalf("while its token request is held, the child's lock %s holds %q, want a 128-bit hex owner (child's stderr: %s)", lockKey(cfg), owner, childErr.String())
 	}
-	if ttl := rdb.PTTL(ctx, lockKey(cfg)).Val(); ttl <= 0 || ttl > lockTTL {
-		t.Fatalf("the lock's TTL is %v, want (0, %v]: a dead holder's lock must expire on its own", ttl, lockTTL)
+	if ttl := rdb.PTTL(ctx, lockKey(cfg)).Val(); ttl <= 0 || ttl > leaseTTL {
+		t.Fatalf("the lock's TTL is %v, want (0, %v]: a dead holder's lock must expire on its own, within a lease", ttl, leaseTTL)
 	}
 	kill()
 	release()
@@ -121,11 +122,11 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("with the dead holder's lock in Redis, a token took %v", took.Round(time.Millisecond))
-	if took > 10*time.Second {
-		t.Errorf("a token took %v with a dead lock holder, want about the lock wait (2 s) plus a fetch", took)
+	if took > leaseTTL+5*time.Second {
+		t.Errorf("a token took %v with a dead lock holder, want at most a lease (%v) plus a fetch", took, leaseTTL)
 	}
-	if logs.count(logLockTimedOut) != 1 {
-		t.Errorf("want the lock wait logged once:\n%s", logs)
+	if logs.count(logLockGivenUp) != 1 {
+		t.Errorf("want the take-over logged once:\n%s", logs)
 	}
 	if n := srv.Stats().TokenRequests; n != 2 {
 		t.Errorf("token requests = %d, want 2: the killed child's and one more", n)
@@ -134,8 +135,11 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 		t.Errorf("the store holds %.12q (%v), want the new token", got, err)
 	}
 
-	// The fleet carries on: new members adopt the token without a request,
-	// and without waiting for the lock, which is still the dead holder's.
+	if n := rdb.Exists(ctx, lockKey(cfg)).Val(); n != 0 {
+		t.Errorf("the source that took over left the lock held")
+	}
+
+	// The fleet carries on: new members adopt the token without a request.
 	for i := range 3 {
 		got, err := configFor(srv, newStore(t, sharedAddr), nil).TokenSource(ctx).Token()
 		if err != nil || got.AccessToken != tok.AccessToken {
@@ -145,16 +149,13 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 	if n := srv.Stats().TokenRequests; n != 2 {
 		t.Errorf("token requests = %d after three more members, want still 2", n)
 	}
-	if got := rdb.Get(ctx, lockKey(cfg)).Val(); got != owner {
-		t.Errorf("the lock holds %q, want the dead holder's %q until it expires", got, owner)
-	}
 }
 
 // TestRedisStoppedAndRestartedMidRun kills Redis under a busy fleet of 2 s
 // tokens and starts it again, empty. No Token call may fail; each source
 // logs the fault once and fetches directly while Redis is down; after
-// Redis is back and the store retry (5 s) has passed, the sources share
-// through it again.
+// Redis is back and the source's pause (at most 5 s) has passed, the
+// sources share through it again.
 func TestRedisStoppedAndRestartedMidRun(t *testing.T) {
 	t.Parallel()
 	r := privateRedis(t)
@@ -227,9 +228,10 @@ func TestRedisStoppedAndRestartedMidRun(t *testing.T) {
 }
 
 // TestRedisFullFallsBackAndLogsOnce fills Redis (maxmemory 1 byte,
-// noeviction), so that every write fails with OOM. Tokens still come, the
-// fault is logged once per source, and once Redis has room again the
-// store is used again.
+// noeviction), so that every write fails with OOM while reads work. Tokens
+// still come, the fault is logged once per source (reads that work do not
+// end an outage of writes), and once Redis has room again the store is
+// used again.
 func TestRedisFullFallsBackAndLogsOnce(t *testing.T) {
 	t.Parallel()
 	r := privateRedis(t)
@@ -256,7 +258,6 @@ func TestRedisFullFallsBackAndLogsOnce(t *testing.T) {
 		sources = append(sources, cfg.TokenSource(ctx))
 		logs = append(logs, lb)
 	}
-	start := time.Now()
 	for range rounds {
 		for _, ts := range sources {
 			ts.Invalidate(nil)
@@ -264,16 +265,14 @@ func TestRedisFullFallsBackAndLogsOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-	}
-	if took := time.Since(start); took >= storeRetry {
-		t.Skipf("the rounds took %v, longer than the store retry; the machine is too slow for this test's count of log lines", took)
+		time.Sleep(200 * time.Millisecond) // past the first pauses, so that the store is tried again
 	}
 	if got := srv.Stats().TokenRequests; got != n*rounds {
 		t.Errorf("token requests = %d, want %d direct fetches", got, n*rounds)
 	}
 	for i, l := range logs {
-		if c := l.count(logStoreFailed); c != 1 || !strings.Contains(l.String(), "OOM") {
-			t.Errorf("source %d logged the fault %d times (want once, with Redis's OOM error):\n%s", i, c, l)
+		if c := l.count(logStoreFailed); c != 1 || !strings.Contains(l.String(), "OOM") || l.count(logStoreWorks) != 0 {
+			t.Errorf("source %d logged the fault %d times (want once, with Redis's OOM error, and no recovery):\n%s", i, c, l)
 		}
 	}
 
@@ -281,7 +280,7 @@ func TestRedisFullFallsBackAndLogsOnce(t *testing.T) {
 	if err := admin.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(storeRetry) // every fault above happened before this point
+	time.Sleep(storeRetryMax) // the longest pause; every fault above happened before this point
 	sources[0].Invalidate(nil)
 	tok, err := sources[0].Token()
 	if err != nil {
@@ -301,8 +300,9 @@ func TestRedisFullFallsBackAndLogsOnce(t *testing.T) {
 
 // TestRedisHungDelaysAFetchByAtMostTheStoreTimeout pauses Redis (SIGSTOP:
 // it accepts connections but never answers) under a client configured to
-// wait 30 s for an answer. The Store returns when the core's 1 s timeout
-// ends, so a token comes in about a second.
+// wait 30 s for an answer. The Store returns when the core's timeout ends
+// (2.5 s for a source's first call, which may have to connect), so a token
+// comes in about that.
 func TestRedisHungDelaysAFetchByAtMostTheStoreTimeout(t *testing.T) {
 	t.Parallel()
 	r := privateRedis(t)
@@ -324,8 +324,8 @@ func TestRedisHungDelaysAFetchByAtMostTheStoreTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("with Redis hung, a token took %v", took.Round(time.Millisecond))
-	if took > 10*time.Second {
-		t.Errorf("a token took %v with Redis hung, want about the 1 s store timeout plus a fetch", took)
+	if took > storeConnectTimeout+5*time.Second {
+		t.Errorf("a token took %v with Redis hung, want about the %v store timeout of a first call plus a fetch", took, storeConnectTimeout)
 	}
 	if srv.Stats().TokenRequests != 1 || logs.count(logStoreFailed) != 1 || !strings.Contains(logs.String(), "no answer from Redis") {
 		t.Errorf("want one direct fetch and the fault logged once; %d requests, logs:\n%s", srv.Stats().TokenRequests, logs)
@@ -552,6 +552,9 @@ func TestClusterClient(t *testing.T) {
 	owner, ok, err := s.Lock(ctx, "forteauth:test:lock", time.Minute)
 	if err != nil || !ok || owner == "" {
 		t.Fatalf("Lock through the cluster: %q %v %v", owner, ok, err)
+	}
+	if ok, err := s.Renew(ctx, "forteauth:test:lock", owner, time.Minute); err != nil || !ok {
+		t.Fatalf("Renew through the cluster: %v %v", ok, err)
 	}
 	if err := s.Unlock(ctx, "forteauth:test:lock", owner); err != nil {
 		t.Fatalf("Unlock through the cluster: %v", err)

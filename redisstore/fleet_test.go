@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/forteauth/forteauth"
+	"github.com/forteauth/forteauth/fortetest"
 	"github.com/forteauth/forteauth/redisstore"
 	"github.com/redis/go-redis/v9"
 )
@@ -16,17 +17,81 @@ import (
 // TestFiftySourcesInOneProcessShareOneTokenPerLifetime runs 50
 // TokenSources sharing Redis, each on a client of its own as if in a
 // process of its own, next to 50 that share nothing, for ten lifetimes of
-// 2 s tokens, with every source called continuously. The sharing fleet
-// must make at most L + 1 token requests; the other makes about N × L.
+// 2 s tokens (three with -short), with every source called continuously,
+// on each topology: a single node, a 3-master Cluster with the token and
+// the lock on different masters, and a master and replica behind
+// Sentinels. The sharing fleet must make at most L + 1 token requests; the
+// other makes about N × L.
 func TestFiftySourcesInOneProcessShareOneTokenPerLifetime(t *testing.T) {
-	const n, lifetimes = 50, 10
+	t.Run("single", func(t *testing.T) {
+		runSourceFleet(t, func(*fortetest.Server) func() *redisstore.Store {
+			return func() *redisstore.Store { return newStore(t, sharedAddr) }
+		})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		addrs := clusterAddrs(t)
+		runSourceFleet(t, func(srv *fortetest.Server) func() *redisstore.Store {
+			keysOnDifferentMasters(t, srv, newClusterClient(t, addrs))
+			return func() *redisstore.Store { return redisstore.New(newClusterClient(t, addrs)) }
+		})
+	})
+	t.Run("sentinel", func(t *testing.T) {
+		addrs, master := sentinelAddrs(t)
+		runSourceFleet(t, func(*fortetest.Server) func() *redisstore.Store {
+			return func() *redisstore.Store { return redisstore.New(newFailoverClient(t, addrs, master)) }
+		})
+	})
+}
+
+// fleetLifetimes is how many token lifetimes a fleet test runs for: ten,
+// or three with -short, enough to see every source adopt the refreshes of
+// others.
+func fleetLifetimes() int {
+	if testing.Short() {
+		return 3
+	}
+	return 10
+}
+
+// keysOnDifferentMasters gives srv a client ID for which the store's token
+// key and lock key hash to slots on different masters of the Cluster, so
+// that a fleet test shows the two need not be on one node.
+func keysOnDifferentMasters(t testing.TB, srv *fortetest.Server, cc *redis.ClusterClient) {
+	t.Helper()
+	ctx := context.Background()
+	for range 100 {
+		cfg := configFor(srv, nil, nil)
+		a, err := cc.MasterForKey(ctx, storeKey(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := cc.MasterForKey(ctx, lockKey(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Options().Addr != b.Options().Addr {
+			t.Logf("token key on %s, lock key on %s", a.Options().Addr, b.Options().Addr)
+			return
+		}
+		srv.ClientID = "redisstore-test-" + randomHex(8)
+	}
+	t.Fatal("found no client ID whose token and lock keys are on different Cluster masters")
+}
+
+// runSourceFleet is TestFiftySourcesInOneProcessShareOneTokenPerLifetime
+// on the Redis that setup's store function gives a client of: setup gets
+// the sharing fleet's server first, to choose its client ID.
+func runSourceFleet(t *testing.T, setup func(*fortetest.Server) func() *redisstore.Store) {
+	const n = 50
+	lifetimes := fleetLifetimes()
 	shared := newServer(t, shortLifetime)
 	alone := newServer(t, shortLifetime)
+	newStore := setup(shared)
 	logger, logs := newLogger()
 	var sources []*forteauth.TokenSource
 	for range n {
 		sources = append(sources,
-			shortConfig(shared, newStore(t, sharedAddr), logger).TokenSource(context.Background()),
+			shortConfig(shared, newStore(), logger).TokenSource(context.Background()),
 			shortConfig(alone, nil, logger).TokenSource(context.Background()))
 	}
 
@@ -53,7 +118,7 @@ func TestFiftySourcesInOneProcessShareOneTokenPerLifetime(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(lifetimes * shortLifetime) // the run
+	time.Sleep(time.Duration(lifetimes) * shortLifetime) // the run
 	close(stop)
 	wg.Wait()
 	eventually(t, 30*time.Second, "the last background refreshes", func() bool { return refreshesRunning() == 0 })
@@ -80,14 +145,14 @@ func TestFiftySourcesInOneProcessShareOneTokenPerLifetime(t *testing.T) {
 
 // TestEightProcessesShareOneTokenPerLifetime runs 8 OS processes (this
 // test binary, re-executed in child mode) sharing one Redis for ten
-// lifetimes of 2 s tokens, each calling the fake API continuously through
+// lifetimes of 2 s tokens (three with -short), each calling the fake API continuously through
 // cfg.Client. The fleet must make at most L + 1 token requests, every
 // child must see no error, and the API must have seen no token that was
 // not live.
 func TestEightProcessesShareOneTokenPerLifetime(t *testing.T) {
-	const n, lifetimes, workers = 8, 10, 2
+	const n, workers = 8, 2
 	srv := newServer(t, shortLifetime)
-	run := runProcessFleet(t, srv, sharedAddr, n, workers, lifetimes*shortLifetime)
+	run := runProcessFleet(t, srv, sharedAddr, n, workers, time.Duration(fleetLifetimes())*shortLifetime)
 
 	l := lifetimesIn(run.elapsed)
 	var calls int

@@ -85,6 +85,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		stopSharedTopologies()
 		if stop != nil {
 			stop()
 		}
@@ -103,12 +104,23 @@ type redisProcess struct {
 	dir  string
 	cmd  *exec.Cmd
 	log  string   // its log file
+	conf string   // a configuration file, given first if set
 	args []string // given to redis-server after the defaults
 }
 
 // launchRedis starts redis-server on port (0: a free one) on the loopback
 // interface, without persistence, and waits until it answers PING.
 func launchRedis(dir string, port int, extra ...string) (*redisProcess, error) {
+	return launchRedisOn(dir, port, "", extra)
+}
+
+// launchRedisConf is launchRedis on a free port with a configuration file,
+// which a Sentinel needs (it rewrites the file with what it learns).
+func launchRedisConf(dir, conf string, extra ...string) (*redisProcess, error) {
+	return launchRedisOn(dir, 0, conf, extra)
+}
+
+func launchRedisOn(dir string, port int, conf string, extra []string) (*redisProcess, error) {
 	var lastErr error
 	for range 3 { // a free port can be taken by someone else before redis-server binds it
 		p := port
@@ -120,7 +132,7 @@ func launchRedis(dir string, port int, extra ...string) (*redisProcess, error) {
 			p = l.Addr().(*net.TCPAddr).Port
 			l.Close()
 		}
-		r := &redisProcess{addr: "127.0.0.1:" + strconv.Itoa(p), port: p, dir: dir, log: filepath.Join(dir, fmt.Sprintf("redis-%d.log", p)), args: extra}
+		r := &redisProcess{addr: "127.0.0.1:" + strconv.Itoa(p), port: p, dir: dir, log: filepath.Join(dir, fmt.Sprintf("redis-%d.log", p)), conf: conf, args: extra}
 		if lastErr = r.start(); lastErr == nil {
 			return r, nil
 		}
@@ -139,6 +151,9 @@ func (r *redisProcess) start() error {
 	defer logf.Close()
 	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir}, r.args...)
+	if r.conf != "" {
+		args = append([]string{r.conf}, args...)
+	}
 	r.cmd = exec.Command("redis-server", args...)
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
 	if err := r.cmd.Start(); err != nil {
@@ -311,7 +326,7 @@ func open(cfg *forteauth.Config, key string, v []byte) (storedToken, error) {
 }
 
 // storedAccessToken opens the value under cfg's key in Redis.
-func storedAccessToken(t testing.TB, c *redis.Client, cfg *forteauth.Config) (string, error) {
+func storedAccessToken(t testing.TB, c redis.Cmdable, cfg *forteauth.Config) (string, error) {
 	t.Helper()
 	key := storeKey(cfg)
 	v, err := c.Get(context.Background(), key).Bytes()
@@ -379,7 +394,7 @@ const (
 	logStoreFailed   = "token store failed"
 	logStoreWorks    = "token store works again"
 	logIgnoringValue = "ignoring the token store's value"
-	logLockTimedOut  = "refresh lock is held but no new token arrived"
+	logLockGivenUp   = "refresh lock was given up without a new token"
 )
 
 // newStore returns a Store on a client of its own for addr.

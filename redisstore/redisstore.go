@@ -25,18 +25,24 @@
 //	Get     GET key
 //	Set     SET key value PX ttl
 //	Lock    SET key owner NX PX ttl    (owner: 128 random bits, hex)
+//	Renew   EVALSHA (or EVAL) of a compare-and-pexpire script
 //	Unlock  EVALSHA (or EVAL) of a compare-and-delete script
 //
-// An ACL user for the Store needs these commands, and DEL (which the
-// unlock script runs), on keys matching "forteauth:*", and nothing else:
+// An ACL user for the Store needs these commands, and PEXPIRE and DEL
+// (which the scripts run), on keys matching "forteauth:*", and nothing
+// else:
 //
-//	ACL SETUSER forteauth on >password ~forteauth:* +get +set +del +evalsha +eval
+//	ACL SETUSER forteauth on >password ~forteauth:* +get +set +pexpire +del +evalsha +eval
 //
 // Every call returns when its context ends, even if the client would wait
 // longer: go-redis applies a context's deadline to its socket reads only
 // with Options.ContextTimeoutEnabled, and otherwise waits for ReadTimeout
 // (5 s by default) on a Redis that has stopped answering. The abandoned
 // command finishes in the background, within the client's own timeouts.
+// A call that ends so says why Redis did not answer when it can: New adds
+// a hook to the client that remembers the last failed dial, and such an
+// error names it (a refused connection, say), where go-redis, still
+// retrying the dial, would leave only "context deadline exceeded".
 //
 // This is a separate Go module, so that programs that do not share tokens
 // through Redis do not depend on go-redis. While the core module
@@ -51,6 +57,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"sync"
 	"time"
 
 	"github.com/forteauth/forteauth"
@@ -58,26 +66,77 @@ import (
 )
 
 var (
-	_ forteauth.Store  = (*Store)(nil)
-	_ forteauth.Locker = (*Store)(nil)
+	_ forteauth.Store   = (*Store)(nil)
+	_ forteauth.Locker  = (*Store)(nil)
+	_ forteauth.Renewer = (*Store)(nil)
 )
 
 // releaseTimeout bounds the release of a lock that was taken after its
 // caller had stopped waiting for it.
 const releaseTimeout = 5 * time.Second
 
-// Store is a forteauth.Store and forteauth.Locker on Redis. It is safe for
-// concurrent use. Set it as forteauth.Config.Store; it is not meant to be
-// called directly.
+// Store is a forteauth.Store and forteauth.Renewer on Redis. It is safe
+// for concurrent use. Set it as forteauth.Config.Store; it is not meant to
+// be called directly.
 type Store struct {
-	c redis.UniversalClient
+	c    redis.UniversalClient
+	dial *dialWatch
 }
 
 // New returns a Store that keeps values and locks in the Redis that c
 // talks to: a *redis.Client, a failover (Sentinel) client, a
-// *redis.ClusterClient or a *redis.Ring. The Store does not close c.
+// *redis.ClusterClient or a *redis.Ring. The Store does not close c. It
+// adds to c (to each node of a Cluster or Ring client) a hook that only
+// watches dials, so that its errors can name a dial that failed.
 func New(c redis.UniversalClient) *Store {
-	return &Store{c: c}
+	s := &Store{c: c, dial: &dialWatch{}}
+	addHook := func(n *redis.Client) { n.AddHook(s.dial) }
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		c.OnNewNode(addHook)
+		c.ForEachShard(context.Background(), func(_ context.Context, n *redis.Client) error { addHook(n); return nil })
+	case *redis.Ring:
+		c.OnNewNode(addHook)
+		c.ForEachShard(context.Background(), func(_ context.Context, n *redis.Client) error { addHook(n); return nil })
+	default:
+		c.AddHook(s.dial)
+	}
+	return s
+}
+
+// dialWatch is a go-redis hook that remembers the last failed dial.
+type dialWatch struct {
+	mu  sync.Mutex
+	err error
+	at  time.Time
+}
+
+func (w *dialWatch) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err != nil && ctx.Err() == nil { // a dial cut short by its context says nothing about Redis
+			w.mu.Lock()
+			w.err, w.at = err, time.Now()
+			w.mu.Unlock()
+		}
+		return c, err
+	}
+}
+
+func (w *dialWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (w *dialWatch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// since returns the last dial error seen at or after t, or nil.
+func (w *dialWatch) since(t time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil || w.at.Before(t) {
+		return nil
+	}
+	return w.err
 }
 
 // unlockScript deletes KEYS[1] only if it still holds ARGV[1], the owner
@@ -90,10 +149,19 @@ end
 return 0
 `)
 
+// renewScript sets the TTL of KEYS[1] to ARGV[2] milliseconds only if it
+// still holds ARGV[1], so that only the holder extends its lease.
+var renewScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0
+`)
+
 // Get returns the value stored under key, or nil and no error if there is
 // none (or it has expired).
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	return do(ctx, func() ([]byte, error) {
+	return do(ctx, s.dial, func() ([]byte, error) {
 		v, err := s.c.Get(ctx, key).Bytes()
 		switch {
 		case errors.Is(err, redis.Nil):
@@ -108,7 +176,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 // Set stores value under key for ttl, rounded up to a whole millisecond
 // (SET key value PX ttl).
 func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	_, err := do(ctx, func() (struct{}, error) {
+	_, err := do(ctx, s.dial, func() (struct{}, error) {
 		cmd := redis.NewStatusCmd(ctx, "set", key, value, "px", millis(ttl))
 		if err := s.c.Process(ctx, cmd); err != nil {
 			return struct{}{}, fmt.Errorf("redisstore: SET %s: %w", key, err)
@@ -131,7 +199,7 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (owner 
 	rand.Read(b[:]) // never fails since Go 1.24
 	me := hex.EncodeToString(b[:])
 	taken := make(chan bool, 1)
-	ok, err = do(ctx, func() (bool, error) {
+	ok, err = do(ctx, s.dial, func() (bool, error) {
 		cmd := redis.NewBoolCmd(ctx, "set", key, me, "nx", "px", millis(ttl))
 		err := s.c.Process(ctx, cmd)
 		taken <- err == nil && cmd.Val()
@@ -160,7 +228,7 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (owner 
 // compare-and-delete script; a lock that expired and was taken by another
 // holder is left alone.
 func (s *Store) Unlock(ctx context.Context, key, owner string) error {
-	_, err := do(ctx, func() (struct{}, error) {
+	_, err := do(ctx, s.dial, func() (struct{}, error) {
 		if err := unlockScript.Run(ctx, s.c, []string{key}, owner).Err(); err != nil {
 			return struct{}{}, fmt.Errorf("redisstore: unlock %s: %w", key, err)
 		}
@@ -169,10 +237,24 @@ func (s *Store) Unlock(ctx context.Context, key, owner string) error {
 	return err
 }
 
+// Renew extends the lock named key to ttl from now, rounded up to a whole
+// millisecond, if owner still holds it, with a compare-and-pexpire script.
+// A lock that has expired or is held by another gives ok false and no
+// error.
+func (s *Store) Renew(ctx context.Context, key, owner string, ttl time.Duration) (ok bool, err error) {
+	return do(ctx, s.dial, func() (bool, error) {
+		n, err := renewScript.Run(ctx, s.c, []string{key}, owner, millis(ttl)).Int()
+		if err != nil {
+			return false, fmt.Errorf("redisstore: renew %s: %w", key, err)
+		}
+		return n == 1, nil
+	})
+}
+
 // do runs f and returns its result, or ctx's error as soon as ctx ends if
-// that comes first. f goes on in the background until the client gives
-// up on it.
-func do[T any](ctx context.Context, f func() (T, error)) (T, error) {
+// that comes first, with the dial error seen meanwhile if there was one.
+// f goes on in the background until the client gives up on it.
+func do[T any](ctx context.Context, dial *dialWatch, f func() (T, error)) (T, error) {
 	if ctx.Done() == nil {
 		return f()
 	}
@@ -180,6 +262,7 @@ func do[T any](ctx context.Context, f func() (T, error)) (T, error) {
 		v   T
 		err error
 	}
+	start := time.Now()
 	ch := make(chan result, 1)
 	go func() {
 		v, err := f()
@@ -190,6 +273,9 @@ func do[T any](ctx context.Context, f func() (T, error)) (T, error) {
 		return r.v, r.err
 	case <-ctx.Done():
 		var zero T
+		if err := dial.since(start); err != nil {
+			return zero, fmt.Errorf("redisstore: no answer from Redis: %w; the last dial failed: %w", context.Cause(ctx), err)
+		}
 		return zero, fmt.Errorf("redisstore: no answer from Redis: %w", context.Cause(ctx))
 	}
 }

@@ -144,6 +144,57 @@ func TestUnlockDeletesOnlyItsOwnLock(t *testing.T) {
 	}
 }
 
+func TestRenewExtendsOnlyItsOwnLease(t *testing.T) {
+	rdb := newClient(t, sharedAddr)
+	s := redisstore.New(rdb)
+	ctx := context.Background()
+	key := testKey()
+	owner, _, _ := s.Lock(ctx, key, time.Second)
+	if ok, err := s.Renew(ctx, key, owner, time.Minute); !ok || err != nil {
+		t.Fatalf("Renew by the owner = %v, %v; want true, nil", ok, err)
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= time.Second || ttl > time.Minute {
+		t.Fatalf("after Renew for 1m the lock's PTTL = %v, want (1s, 1m]", ttl)
+	}
+	if ok, err := s.Renew(ctx, key, "0123456789abcdef0123456789abcdef", time.Hour); ok || err != nil {
+		t.Fatalf("Renew by another owner = %v, %v; want false, nil", ok, err)
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl > time.Minute {
+		t.Fatalf("Renew by another owner extended the lock to %v", ttl)
+	}
+	if got := rdb.Get(ctx, key).Val(); got != owner {
+		t.Fatalf("the lock holds %q after Renew, want the owner %q", got, owner)
+	}
+	// A lease that ran out is not brought back.
+	old, _, _ := s.Lock(ctx, testKey(), time.Millisecond)
+	if ok, err := s.Renew(ctx, key+"-gone", old, time.Minute); ok || err != nil {
+		t.Fatalf("Renew of a lock that is not there = %v, %v; want false, nil", ok, err)
+	}
+	if n := rdb.Exists(ctx, key+"-gone").Val(); n != 0 {
+		t.Fatal("Renew of a lock that is not there created it")
+	}
+}
+
+// TestARefusedConnectionIsNamed: with nothing listening and go-redis's
+// default retries, which outlast the context, the error says that the
+// connection was refused, not only that time ran out.
+func TestARefusedConnectionIsNamed(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s := newStore(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = s.Get(ctx, "k")
+	t.Logf("Get with nothing listening: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.HasPrefix(err.Error(), "redisstore: ") {
+		t.Fatalf("Get with nothing listening: %v, want a redisstore error that names the refused connection", err)
+	}
+}
+
 func TestUnlockAfterScriptFlush(t *testing.T) {
 	r := privateRedis(t)
 	rdb := newClient(t, r.addr)
@@ -179,7 +230,8 @@ func TestErrorsNameThePackage(t *testing.T) {
 	setErr := s.Set(ctx, "k", []byte("v"), time.Second)
 	_, _, lockErr := s.Lock(ctx, "k", time.Second)
 	unlockErr := s.Unlock(ctx, "k", "o")
-	for name, err := range map[string]error{"Get": getErr, "Set": setErr, "Lock": lockErr, "Unlock": unlockErr} {
+	_, renewErr := s.Renew(ctx, "k", "o", time.Second)
+	for name, err := range map[string]error{"Get": getErr, "Set": setErr, "Lock": lockErr, "Unlock": unlockErr, "Renew": renewErr} {
 		if err == nil || !strings.HasPrefix(err.Error(), "redisstore: ") {
 			t.Errorf("%s: %v, want an error starting with \"redisstore: \"", name, err)
 		}
@@ -216,6 +268,7 @@ func TestCallsReturnWhenTheContextEnds(t *testing.T) {
 	call("Get", func(ctx context.Context) error { _, err := s.Get(ctx, "k"); return err })
 	call("Set", func(ctx context.Context) error { return s.Set(ctx, "k", []byte("v"), time.Minute) })
 	call("Unlock", func(ctx context.Context) error { return s.Unlock(ctx, "other", "o") })
+	call("Renew", func(ctx context.Context) error { _, err := s.Renew(ctx, "other", "o", time.Minute); return err })
 	before := unlocks.Load()
 	call("Lock", func(ctx context.Context) error { _, _, err := s.Lock(ctx, "l", time.Minute); return err })
 

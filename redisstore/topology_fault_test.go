@@ -1,0 +1,313 @@
+package redisstore_test
+
+import (
+	"context"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/forteauth/forteauth"
+	"github.com/forteauth/forteauth/fortetest"
+	"github.com/forteauth/forteauth/redisstore"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/oauth2"
+)
+
+// Issue 10's targets.
+const (
+	// failoverExtraRequests: a failover costs the whole fleet at most this
+	// many token requests more than perfect sharing (L + 1).
+	failoverExtraRequests = 3
+	// No caller waits on the store longer than storeTimeout, the core's
+	// bound on one Store call; storeWaitSlack is the time a Token call
+	// needs besides, for a fetch from the fake endpoint and the scheduler
+	// of two shared cores under -race.
+	storeTimeout   = time.Second
+	storeWaitSlack = 500 * time.Millisecond
+)
+
+// timedCaller calls a set of TokenSources continuously, as a busy service
+// does, and records failures and the longest Token call.
+type timedCaller struct {
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
+	start    time.Time
+	elapsed  time.Duration
+	calls    atomic.Int64
+	failures atomic.Int64
+	firstErr atomic.Value
+	mu       sync.Mutex
+	longest  time.Duration
+}
+
+func callTimed(t testing.TB, sources ...*forteauth.TokenSource) *timedCaller {
+	c := &timedCaller{stop: make(chan struct{}), start: time.Now()}
+	for _, ts := range sources {
+		c.wg.Go(func() {
+			for {
+				select {
+				case <-c.stop:
+					return
+				default:
+				}
+				c.calls.Add(1)
+				start := time.Now()
+				_, err := ts.Token()
+				took := time.Since(start)
+				if err != nil {
+					c.failures.Add(1)
+					c.firstErr.CompareAndSwap(nil, err.Error())
+				}
+				c.mu.Lock()
+				c.longest = max(c.longest, took)
+				c.mu.Unlock()
+				time.Sleep(callerPace)
+			}
+		})
+	}
+	t.Cleanup(c.end)
+	return c
+}
+
+// end stops the callers, waits for them and for background refreshes, and
+// records how long the run took.
+func (c *timedCaller) end() {
+	c.once.Do(func() {
+		close(c.stop)
+		c.wg.Wait()
+		for deadline := time.Now().Add(30 * time.Second); refreshesRunning() > 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		c.elapsed = time.Since(c.start)
+	})
+}
+
+// check fails t if a Token call failed.
+func (c *timedCaller) check(t testing.TB) {
+	t.Helper()
+	if f := c.failures.Load(); f > 0 {
+		t.Errorf("%d of %d Token calls failed; the first: %v", f, c.calls.Load(), c.firstErr.Load())
+	}
+}
+
+func (c *timedCaller) longestCall() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.longest
+}
+
+// checkFleetAfterFault asserts, for a run of n sources that made requests
+// token requests: no Token error, no more requests than perfect sharing
+// (L + 1) and extra, and no Token call waiting on the store much longer
+// than the store timeout.
+func checkFleetAfterFault(t testing.TB, run *timedCaller, n, requests, extra int) {
+	t.Helper()
+	run.check(t)
+	l := lifetimesIn(run.elapsed)
+	longest := run.longestCall()
+	t.Logf("%d sources, %v (L = %d lifetimes of %v), %d Token calls: %d token requests (perfect sharing: L+1 = %d; issue 10's target for a failover: L+1+%d = %d; no store: about N x (L+1) = %d); longest Token call %v",
+		n, run.elapsed.Round(time.Millisecond), l, shortLifetime, run.calls.Load(), requests, l+1,
+		failoverExtraRequests, l+1+failoverExtraRequests, n*(l+1), longest.Round(time.Millisecond))
+	if requests > l+1+extra {
+		t.Errorf("%d token requests, want at most L+1+%d = %d", requests, extra, l+1+extra)
+	}
+	if longest > storeTimeout+storeWaitSlack {
+		t.Errorf("a Token call took %v: no caller may wait on the store longer than the store timeout (%v, + %v slack)",
+			longest.Round(time.Millisecond), storeTimeout, storeWaitSlack)
+	}
+}
+
+// checkSharingResumed checks that, once Redis is back, a member of the
+// fleet that fetches a token stores it, and a new source adopts it without
+// a request. The member may still be leaving a failed store alone (the
+// core's storeRetryMax), so it tries until its token is stored.
+func checkSharingResumed(t testing.TB, srv *fortetest.Server, admin redis.Cmdable, cfg *forteauth.Config, member *forteauth.TokenSource, newSource func() *forteauth.TokenSource) {
+	t.Helper()
+	var tok *oauth2.Token
+	eventually(t, 3*storeRetryMax, "a member's new token in Redis", func() bool {
+		member.Invalidate(nil)
+		var err error
+		if tok, err = member.Token(); err != nil {
+			t.Fatal(err)
+		}
+		stored, err := storedAccessToken(t, admin, cfg)
+		if err == nil && stored == tok.AccessToken {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+		return false
+	})
+	before := srv.Stats().TokenRequests
+	got, err := newSource().Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Stats().TokenRequests - before; n != 0 || got.AccessToken != tok.AccessToken {
+		t.Errorf("a new source made %d token requests after the fault, want 0 and the stored token", n)
+	}
+}
+
+// TestSentinelMasterKilledMidRun kills the master under a busy fleet of 10
+// sources that reach Redis through Sentinel (redis.NewFailoverClient), with
+// 2 s tokens. No Token call may fail while the Sentinels promote the
+// replica, and once they have, the fleet shares through the new master.
+//
+// No Token call may wait on the store longer than the store timeout. The
+// tokens are shorter than the failover (about 3 s), so every source's
+// token goes stale while no Redis answers, and each then fetches its own:
+// the test allows one such fetch per source, n more than perfect sharing,
+// where issue 10 asks for 3 (met by the next test, and by tokens that
+// outlive the failover: a background refresh waits out the store's pause,
+// see TestBackgroundRefreshWaitsOutAStorePauseInsteadOfFetching in the
+// core).
+func TestSentinelMasterKilledMidRun(t *testing.T) {
+	t.Parallel()
+	s := privateSentinel(t)
+	srv := newServer(t, shortLifetime)
+	const n = 10
+	logger, logs := newLogger()
+	newSource := func() (*forteauth.Config, *forteauth.TokenSource) {
+		cfg := shortConfig(srv, redisstore.New(newFailoverClient(t, s.sentinelAddrs(), sentinelMaster)), logger)
+		return cfg, cfg.TokenSource(context.Background())
+	}
+	var sources []*forteauth.TokenSource
+	var cfg *forteauth.Config
+	for range n {
+		c, ts := newSource()
+		cfg, sources = c, append(sources, ts)
+	}
+
+	run := callTimed(t, sources...)
+	time.Sleep(shortLifetime) // one lifetime with the master up
+	s.master.stop()           // as a crash would
+	promoted := s.waitPromoted(t, time.Now())
+	t.Logf("the Sentinels promoted the replica %v after the master was killed", promoted.Round(time.Millisecond))
+	time.Sleep(max(0, 4*shortLifetime-promoted)) // four lifetimes after the kill
+	run.end()
+
+	faults := logs.count(logStoreFailed)
+	t.Logf("%d sources logged a store fault", faults)
+	if faults == 0 {
+		t.Errorf("no source logged a store fault: the fleet never met the dead master, so this test tested nothing")
+	}
+	checkFleetAfterFault(t, run, n, srv.Stats().TokenRequests, n)
+	checkSharingResumed(t, srv, newClient(t, s.replica.addr), cfg, sources[0],
+		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
+}
+
+// TestSentinelMasterKilledWhileAFetchHoldsTheLock: a source takes the
+// refresh lock and its token request is held while the lock reaches the
+// replica; then the master is killed and the request answered, so that
+// the holder's store and unlock go to a dead master, and the replica is
+// promoted with the lock. A fleet of 10 sources that starts on the new
+// master must see no Token error and make no more token requests than
+// without a store.
+//
+// Issue 10's targets, asserted by checkFleetAfterFault: at most 3 token requests more
+// than perfect sharing, and no Token call waiting on the store (here: on
+// the dead holder's lock) longer than the store timeout.
+func TestSentinelMasterKilledWhileAFetchHoldsTheLock(t *testing.T) {
+	t.Parallel()
+	s := privateSentinel(t)
+	srv := newServer(t, shortLifetime)
+	ctx := context.Background()
+	newSource := func() (*forteauth.Config, *forteauth.TokenSource) {
+		cfg := shortConfig(srv, redisstore.New(newFailoverClient(t, s.sentinelAddrs(), sentinelMaster)), nil)
+		return cfg, cfg.TokenSource(ctx)
+	}
+	cfg, holder := newSource()
+	replica := newClient(t, s.replica.addr)
+
+	release := srv.Hold()
+	defer release()
+	done := make(chan error, 1)
+	go func() {
+		_, err := holder.Token()
+		done <- err
+	}()
+	eventually(t, 30*time.Second, "the holder's token request", func() bool { return srv.Stats().TokenRequests == 1 })
+	eventually(t, 10*time.Second, "the refresh lock on the replica", func() bool {
+		return regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(replica.Get(ctx, lockKey(cfg)).Val())
+	})
+	s.master.stop()
+	killed := time.Now()
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("the holder's Token, its store calls going to a dead master: %v", err)
+	}
+	promoted := s.waitPromoted(t, killed)
+	t.Logf("the Sentinels promoted the replica %v after the master was killed; the lock there has %v left",
+		promoted.Round(time.Millisecond), replica.PTTL(ctx, lockKey(cfg)).Val().Round(time.Millisecond))
+
+	const n = 10
+	sources := []*forteauth.TokenSource{holder}
+	for range n - 1 {
+		_, ts := newSource()
+		sources = append(sources, ts)
+	}
+	before := srv.Stats().TokenRequests
+	run := callTimed(t, sources...)
+	time.Sleep(3 * shortLifetime)
+	run.end()
+
+	checkFleetAfterFault(t, run, n, srv.Stats().TokenRequests-before, failoverExtraRequests)
+	checkSharingResumed(t, srv, replica, cfg, holder,
+		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
+}
+
+// TestClusterNodeRestartedMidRun kills the Cluster master that holds the
+// token's key under a busy fleet of 6 sources on Cluster clients, and
+// starts it again a lifetime later, empty, on its port and with its slots.
+// No Token call may fail, token requests stay below those of a fleet
+// without a store, and once the Cluster is whole again the fleet shares
+// through it.
+//
+// Issue 10's target, asserted by checkFleetAfterFault: no Token call waits on the
+// store longer than the store timeout.
+func TestClusterNodeRestartedMidRun(t *testing.T) {
+	t.Parallel()
+	c := privateCluster(t)
+	srv := newServer(t, shortLifetime)
+	ctx := context.Background()
+	admin := newClusterClient(t, c.addrs())
+	keysOnDifferentMasters(t, srv, admin)
+	newSource := func() (*forteauth.Config, *forteauth.TokenSource) {
+		cfg := shortConfig(srv, redisstore.New(newClusterClient(t, c.addrs())), nil)
+		return cfg, cfg.TokenSource(ctx)
+	}
+	const n = 6
+	var sources []*forteauth.TokenSource
+	var cfg *forteauth.Config
+	for range n {
+		cf, ts := newSource()
+		cfg, sources = cf, append(sources, ts)
+	}
+	m, err := admin.MasterForKey(ctx, storeKey(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := c.node(m.Options().Addr)
+	if node == nil {
+		t.Fatalf("the token key's master %s is not one of the Cluster's nodes %v", m.Options().Addr, c.addrs())
+	}
+
+	run := callTimed(t, sources...)
+	time.Sleep(shortLifetime) // one lifetime with the Cluster whole
+	node.stop()
+	time.Sleep(shortLifetime) // one lifetime without the token key's master
+	node.restart(t)
+	wctx, cancel := context.WithTimeout(ctx, topologyTimeout)
+	defer cancel()
+	if err := c.waitOK(wctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * shortLifetime)
+	run.end()
+
+	checkFleetAfterFault(t, run, n, srv.Stats().TokenRequests, (n-1)*(lifetimesIn(run.elapsed)+1)) // no more than without a store
+	checkSharingResumed(t, srv, admin, cfg, sources[0],
+		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
+}
