@@ -325,7 +325,8 @@ func TestAFullStoreIsLoggedOnce(t *testing.T) {
 	defer srv.Close()
 	logger, logs := newTestLogger()
 	full := &failingWrites{memStore: newMemStore(time.Now)}
-	ts, clock, _ := sourceFor(t, srv, func(c *Config) { c.Store = full; c.Logger = logger })
+	s := newTestSource(t, withServer(srv), withStore(full), withConfig(func(c *Config) { c.Logger = logger }))
+	ts, clock := s.ts, s.clock
 	for range 4 {
 		clock.Advance(storeBackoff.max)
 		ts.Invalidate(nil)
@@ -485,8 +486,7 @@ func TestALockThatCannotBeRenewedIsWaitedForAtMostTheLockWait(t *testing.T) {
 	defer srv.Close()
 	clock := newFakeClock()
 	store := newMemStore(clock.Now)
-	ts, _, _ := sourceFor(t, srv, func(c *Config) { c.Store = lockOnly{store} })
-	ts.clock.now = clock.Now
+	ts := newTestSource(t, withServer(srv), withStore(lockOnly{store}), withClock(clock)).ts
 	ts.share.lockWait, ts.share.pollFirst = 100*time.Millisecond, 10*time.Millisecond
 	store.Lock(context.Background(), ts.share.lockKey, time.Hour) // its holder died
 
@@ -601,6 +601,9 @@ func TestBackgroundRefreshWaitsOutAStorePauseInsteadOfFetching(t *testing.T) {
 	// sources[1], once its pause is over, takes that token.
 	store.set(func(m *memStore) { m.fail = nil })
 	clock.Advance(storeBackoff.max)
+	if e0 := sources[0].cache.Load(); e0.age(clock.Now()) < e0.refreshAfter {
+		clock.Advance(e0.refreshAfter - e0.age(clock.Now())) // its own refresh point, jittered apart from sources[1]'s
+	}
 	second := mustToken(t, sources[0])
 	eventually(t, "sources[0]'s refresh", func() bool {
 		second = mustToken(t, sources[0])
