@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/forteauth/forteauth"
+	"github.com/forteauth/forteauth/internal/leaktest"
 	"github.com/forteauth/forteauth/redisstore"
 	"github.com/redis/go-redis/v9"
 )
@@ -63,7 +64,7 @@ func (c *caller) end() {
 	c.once.Do(func() {
 		close(c.stop)
 		c.wg.Wait()
-		for deadline := time.Now().Add(30 * time.Second); refreshesRunning() > 0 && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(30 * time.Second); leaktest.Count(leaktest.BackgroundRefresh) > 0 && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/forteauth/forteauth"
 	"github.com/forteauth/forteauth/fortetest"
+	"github.com/forteauth/forteauth/internal/leaktest"
 	"github.com/forteauth/forteauth/redisstore"
 	"github.com/redis/go-redis/v9"
 )
@@ -121,7 +122,7 @@ func runSourceFleet(t *testing.T, setup func(*fortetest.Server) func() *redissto
 	time.Sleep(time.Duration(lifetimes) * shortLifetime) // the run
 	close(stop)
 	wg.Wait()
-	eventually(t, 30*time.Second, "the last background refreshes", func() bool { return refreshesRunning() == 0 })
+	eventually(t, 30*time.Second, "the last background refreshes", func() bool { return leaktest.Count(leaktest.BackgroundRefresh) == 0 })
 	elapsed := time.Since(start)
 	stall := stalls.end()
 

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -348,20 +347,6 @@ func eventually(t testing.TB, limit time.Duration, what string, cond func() bool
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// refreshesRunning counts goroutines running a TokenSource's background
-// refresh, so that a test can wait until a fleet is idle.
-func refreshesRunning() int {
-	buf := make([]byte, 8<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	n := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "forteauth.(*TokenSource).refreshInBackground.func") {
-			n++
-		}
-	}
-	return n
 }
 
 // logBuffer collects a TokenSource's log lines.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/forteauth/forteauth"
 	"github.com/forteauth/forteauth/fortetest"
+	"github.com/forteauth/forteauth/internal/leaktest"
 	"github.com/forteauth/forteauth/redisstore"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/oauth2"
@@ -78,7 +79,7 @@ func (c *timedCaller) end() {
 	c.once.Do(func() {
 		close(c.stop)
 		c.wg.Wait()
-		for deadline := time.Now().Add(30 * time.Second); refreshesRunning() > 0 && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(30 * time.Second); leaktest.Count(leaktest.BackgroundRefresh) > 0 && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
 		}
 		c.elapsed = time.Since(c.start)
