@@ -25,19 +25,24 @@ const (
 	leaseTTL            = 3 * time.Second // the refresh lock's life, renewed by its holder
 )
 
-// caller calls a set of TokenSources continuously, as a busy service does,
-// and counts what fails.
+// caller calls a set of TokenSources continuously, as a busy service
+// does, pausing pace between one source's calls, and records failures
+// and the longest Token call.
 type caller struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	once     sync.Once
+	start    time.Time
+	elapsed  time.Duration
 	calls    atomic.Int64
 	failures atomic.Int64
 	firstErr atomic.Value
+	mu       sync.Mutex
+	longest  time.Duration
 }
 
-func callContinuously(t testing.TB, sources ...*forteauth.TokenSource) *caller {
-	c := &caller{stop: make(chan struct{})}
+func callContinuously(t testing.TB, pace time.Duration, sources ...*forteauth.TokenSource) *caller {
+	c := &caller{stop: make(chan struct{}), start: time.Now()}
 	for _, ts := range sources {
 		c.wg.Go(func() {
 			for {
@@ -47,11 +52,17 @@ func callContinuously(t testing.TB, sources ...*forteauth.TokenSource) *caller {
 				default:
 				}
 				c.calls.Add(1)
-				if _, err := ts.Token(); err != nil {
+				start := time.Now()
+				_, err := ts.Token()
+				took := time.Since(start)
+				if err != nil {
 					c.failures.Add(1)
 					c.firstErr.CompareAndSwap(nil, err.Error())
 				}
-				time.Sleep(2 * time.Millisecond)
+				c.mu.Lock()
+				c.longest = max(c.longest, took)
+				c.mu.Unlock()
+				time.Sleep(pace)
 			}
 		})
 	}
@@ -59,7 +70,8 @@ func callContinuously(t testing.TB, sources ...*forteauth.TokenSource) *caller {
 	return c
 }
 
-// end stops the callers and waits for them and for background refreshes.
+// end stops the callers, waits for them and for background refreshes, and
+// records how long the run took.
 func (c *caller) end() {
 	c.once.Do(func() {
 		close(c.stop)
@@ -67,14 +79,22 @@ func (c *caller) end() {
 		for deadline := time.Now().Add(30 * time.Second); leaktest.Count(leaktest.BackgroundRefresh) > 0 && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
 		}
+		c.elapsed = time.Since(c.start)
 	})
 }
 
+// check fails t if a Token call failed.
 func (c *caller) check(t testing.TB) {
 	t.Helper()
 	if f := c.failures.Load(); f > 0 {
 		t.Errorf("%d of %d Token calls failed; the first: %v", f, c.calls.Load(), c.firstErr.Load())
 	}
+}
+
+func (c *caller) longestCall() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.longest
 }
 
 // TestLockHolderKilledMidRefresh: a process takes the fleet's refresh lock
@@ -178,7 +198,7 @@ func TestRedisStoppedAndRestartedMidRun(t *testing.T) {
 		}
 	}
 
-	run := callContinuously(t, sources...)
+	run := callContinuously(t, 2*time.Millisecond, sources...)
 	time.Sleep(shortLifetime) // one lifetime with Redis up
 	up := srv.Stats().TokenRequests
 

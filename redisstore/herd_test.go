@@ -287,7 +287,7 @@ func BenchmarkSteadyStateCommands(b *testing.B) {
 			cfg.RefreshWindow, cfg.ExpiryMargin = window, margin
 			sources = append(sources, cfg.TokenSource(context.Background()))
 		}
-		run := callContinuously(b, sources...)
+		run := callContinuously(b, 2*time.Millisecond, sources...)
 		time.Sleep(shortLifetime) // warm-up: the cold start
 		admin.ConfigResetStat(context.Background())
 		before := srv.Stats().TokenRequests

@@ -3,14 +3,11 @@ package redisstore_test
 import (
 	"context"
 	"regexp"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/forteauth/forteauth"
 	"github.com/forteauth/forteauth/fortetest"
-	"github.com/forteauth/forteauth/internal/leaktest"
 	"github.com/forteauth/forteauth/redisstore"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/oauth2"
@@ -29,82 +26,11 @@ const (
 	storeWaitSlack = 500 * time.Millisecond
 )
 
-// timedCaller calls a set of TokenSources continuously, as a busy service
-// does, and records failures and the longest Token call.
-type timedCaller struct {
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	once     sync.Once
-	start    time.Time
-	elapsed  time.Duration
-	calls    atomic.Int64
-	failures atomic.Int64
-	firstErr atomic.Value
-	mu       sync.Mutex
-	longest  time.Duration
-}
-
-func callTimed(t testing.TB, sources ...*forteauth.TokenSource) *timedCaller {
-	c := &timedCaller{stop: make(chan struct{}), start: time.Now()}
-	for _, ts := range sources {
-		c.wg.Go(func() {
-			for {
-				select {
-				case <-c.stop:
-					return
-				default:
-				}
-				c.calls.Add(1)
-				start := time.Now()
-				_, err := ts.Token()
-				took := time.Since(start)
-				if err != nil {
-					c.failures.Add(1)
-					c.firstErr.CompareAndSwap(nil, err.Error())
-				}
-				c.mu.Lock()
-				c.longest = max(c.longest, took)
-				c.mu.Unlock()
-				time.Sleep(callerPace)
-			}
-		})
-	}
-	t.Cleanup(c.end)
-	return c
-}
-
-// end stops the callers, waits for them and for background refreshes, and
-// records how long the run took.
-func (c *timedCaller) end() {
-	c.once.Do(func() {
-		close(c.stop)
-		c.wg.Wait()
-		for deadline := time.Now().Add(30 * time.Second); leaktest.Count(leaktest.BackgroundRefresh) > 0 && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
-		}
-		c.elapsed = time.Since(c.start)
-	})
-}
-
-// check fails t if a Token call failed.
-func (c *timedCaller) check(t testing.TB) {
-	t.Helper()
-	if f := c.failures.Load(); f > 0 {
-		t.Errorf("%d of %d Token calls failed; the first: %v", f, c.calls.Load(), c.firstErr.Load())
-	}
-}
-
-func (c *timedCaller) longestCall() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.longest
-}
-
 // checkFleetAfterFault asserts, for a run of n sources that made requests
 // token requests: no Token error, no more requests than perfect sharing
 // (L + 1) and extra, and no Token call waiting on the store much longer
 // than the store timeout.
-func checkFleetAfterFault(t testing.TB, run *timedCaller, n, requests, extra int) {
+func checkFleetAfterFault(t testing.TB, run *caller, n, requests, extra int) {
 	t.Helper()
 	run.check(t)
 	l := lifetimesIn(run.elapsed)
@@ -181,7 +107,7 @@ func TestSentinelMasterKilledMidRun(t *testing.T) {
 		cfg, sources = c, append(sources, ts)
 	}
 
-	run := callTimed(t, sources...)
+	run := callContinuously(t, callerPace, sources...)
 	time.Sleep(shortLifetime) // one lifetime with the master up
 	s.master.stop()           // as a crash would
 	promoted := s.waitPromoted(t, time.Now())
@@ -250,7 +176,7 @@ func TestSentinelMasterKilledWhileAFetchHoldsTheLock(t *testing.T) {
 		sources = append(sources, ts)
 	}
 	before := srv.Stats().TokenRequests
-	run := callTimed(t, sources...)
+	run := callContinuously(t, callerPace, sources...)
 	time.Sleep(3 * shortLifetime)
 	run.end()
 
@@ -295,7 +221,7 @@ func TestClusterNodeRestartedMidRun(t *testing.T) {
 		t.Fatalf("the token key's master %s is not one of the Cluster's nodes %v", m.Options().Addr, c.addrs())
 	}
 
-	run := callTimed(t, sources...)
+	run := callContinuously(t, callerPace, sources...)
 	time.Sleep(shortLifetime) // one lifetime with the Cluster whole
 	node.stop()
 	time.Sleep(shortLifetime) // one lifetime without the token key's master
