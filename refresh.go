@@ -42,10 +42,17 @@ func (s *TokenSource) wait(ctx context.Context, seen *entry) (*entry, time.Time,
 	if err := ctx.Err(); err != nil {
 		return nil, time.Time{}, fmt.Errorf("forteauth: not waiting for a token: %w", err)
 	}
-	prior := s.failure.Load() // tells a cool-down answer from a fetch's; see counters.waited
+	prior := s.failure.Load()
 	select {
 	case r := <-s.group.DoChan("", func() (any, error) { return s.refresh(seen) }):
-		s.counters.waited(r.Err, prior)
+		// Getting back the error of the failure on record when the wait
+		// began means that no fetch ran for this call: the cool-down
+		// answered it.
+		if r.Err != nil && prior != nil && r.Err == prior.err {
+			s.counters.coolDownErrors.Add(1)
+		} else {
+			s.counters.waits.Add(1)
+		}
 		if r.Err != nil {
 			return nil, time.Time{}, r.Err
 		}

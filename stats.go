@@ -1,9 +1,6 @@
 package forteauth
 
-import (
-	"sync/atomic"
-	"time"
-)
+import "time"
 
 // Stats is a snapshot of a TokenSource: what it has done since it was made,
 // and the state of its cached token. Get one with TokenSource.Stats.
@@ -100,32 +97,4 @@ func (s *TokenSource) Stats() Stats {
 		st.RefreshAt = e.wallTime(e.refreshAfter, skew)
 	}
 	return st
-}
-
-// counters are the counts behind Stats. None is touched on the fresh
-// path: an atomic add there would make every caller of a busy source
-// contend for one cache line.
-type counters struct {
-	tokenRequests      atomic.Int64
-	fetches            atomic.Int64
-	fetchFailures      atomic.Int64
-	backgroundFailures atomic.Int64
-	waits              atomic.Int64
-	coolDownErrors     atomic.Int64
-	unauthorized       atomic.Int64
-	replays            atomic.Int64
-	storeHits          atomic.Int64
-	storeFaults        atomic.Int64
-}
-
-// waited counts a call that waited for the shared fetch and got err, where
-// prior is the failure recorded when the call began to wait: getting that
-// failure's own error back means no fetch ran for the call, only the
-// cool-down answered.
-func (c *counters) waited(err error, prior *failure) {
-	if err != nil && prior != nil && err == prior.err {
-		c.coolDownErrors.Add(1)
-		return
-	}
-	c.waits.Add(1)
 }
