@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -498,4 +499,27 @@ func TestConfigLoggerNeverReceivesSecret(t *testing.T) {
 		}
 		assertAbsent(t, "log", s, testSecret)
 	})
+}
+
+func TestConfigLogValueKeysFollowTheFields(t *testing.T) {
+	cfg := Config{ClientID: "id", ClientSecret: "a-secret-value", TokenURL: SandboxTokenURL}
+	keys := func(c Config) []string {
+		var ks []string
+		for _, a := range c.LogValue().Group() {
+			ks = append(ks, a.Key)
+		}
+		return ks
+	}
+	if got, want := keys(cfg), []string{"client_id", "client_secret", "token_url", "refresh_window", "expiry_margin"}; !slices.Equal(got, want) {
+		t.Fatalf("keys = %v, want %v: unset pointer and interface fields left out", got, want)
+	}
+	cfg.HTTPClient = &http.Client{}
+	if got := keys(cfg); !slices.Contains(got, "http_client") {
+		t.Fatalf("keys = %v, want http_client once HTTPClient is set", got)
+	}
+	for _, a := range cfg.LogValue().Group() {
+		if a.Key == "client_secret" && a.Value.String() != redacted {
+			t.Fatalf("client_secret logged as %q", a.Value.String())
+		}
+	}
 }
