@@ -106,12 +106,28 @@ type Renewer interface {
 	Renew(ctx context.Context, key, owner string, ttl time.Duration) (ok bool, err error)
 }
 
+// LockReader is implemented by a Locker that can read a value and whether
+// a lock is held in one call. A source about to fetch then learns from its
+// first look that another source is fetching, and waits for that token
+// without first trying the lock: one Store call fewer for every waiter of
+// a cold start or a refresh. A TokenSource names a token's key and its
+// lock's key with one Redis Cluster hash tag, so that a Store on a Cluster
+// finds both in one slot.
+type LockReader interface {
+	Locker
+	// GetLocked returns the value stored under key, or nil if there is
+	// none, and whether the lock named lockKey is held, both as of one
+	// instant.
+	GetLocked(ctx context.Context, key, lockKey string) (value []byte, locked bool, err error)
+}
+
 // sharing is a TokenSource's use of its Config.Store.
 type sharing struct {
 	store   Store
-	locker  Locker  // the Store, if it implements Locker
-	renewer Renewer // the Store, if it implements Renewer
-	key     string  // holds no secret; changes with the token URL, client ID and secret
+	locker  Locker     // the Store, if it implements Locker
+	renewer Renewer    // the Store, if it implements Renewer
+	reader  LockReader // the Store, if it implements LockReader
+	key     string     // holds no secret; changes with the token URL, client ID and secret
 	lockKey string
 	aead    cipher.AEAD // seals values under a key derived from the secret
 	log     *slog.Logger
@@ -155,8 +171,10 @@ func newSharing(c *Config, clk *clock, log *slog.Logger, counts *counters, fetch
 		return nil, err
 	}
 	sh := &sharing{
-		store:     c.Store,
-		key:       "forteauth:v1:" + hex.EncodeToString(id),
+		store: c.Store,
+		// The braces are a Redis Cluster hash tag: the token and its
+		// lock hash to one slot, as a LockReader reads them together.
+		key:       "forteauth:v1:{" + hex.EncodeToString(id) + "}",
 		aead:      aead,
 		log:       log,
 		clock:     clk,
@@ -170,6 +188,7 @@ func newSharing(c *Config, clk *clock, log *slog.Logger, counts *counters, fetch
 	sh.lockKey = sh.key + ":lock"
 	sh.locker, _ = c.Store.(Locker)
 	sh.renewer, _ = c.Store.(Renewer)
+	sh.reader, _ = c.Store.(LockReader)
 	return sh, nil
 }
 
@@ -224,24 +243,27 @@ func (sh *sharing) acquire(ctx context.Context, ok wanted, window, margin time.D
 	if !sh.usable() {
 		return nil, noop
 	}
-	if e, err := sh.load(ctx, ok, window, margin); e != nil || err != nil {
+	e, held, err := sh.look(ctx, ok, window, margin)
+	if e != nil || err != nil {
 		return e, noop
 	}
 	if sh.locker == nil {
 		return nil, noop
 	}
-	release, locked, err := sh.lock(ctx)
-	if err != nil {
-		return nil, noop
-	}
-	if locked {
-		// The previous holder may have saved its token just before we
-		// took the lock.
-		if e, _ := sh.load(ctx, ok, window, margin); e != nil {
-			release()
-			return e, noop
+	if !held {
+		release, locked, err := sh.lock(ctx)
+		if err != nil {
+			return nil, noop
 		}
-		return nil, release
+		if locked {
+			// The previous holder may have saved its token just before
+			// we took the lock.
+			if e, _ := sh.load(ctx, ok, window, margin); e != nil {
+				release()
+				return e, noop
+			}
+			return nil, release
+		}
 	}
 
 	// Another source is fetching: wait for its token, looking rarely and
@@ -372,6 +394,24 @@ func (sh *sharing) renew(ctx context.Context, owner string) (stop func()) {
 	}
 }
 
+// look is load, and also says whether the lock is held if the Store can
+// tell in the same call.
+func (sh *sharing) look(ctx context.Context, ok wanted, window, margin time.Duration) (e *entry, locked bool, err error) {
+	if sh.reader == nil {
+		e, err := sh.load(ctx, ok, window, margin)
+		return e, false, err
+	}
+	gctx, cancel := context.WithTimeout(ctx, sh.timeout())
+	defer cancel()
+	v, locked, err := sh.reader.GetLocked(gctx, sh.key, sh.lockKey)
+	if err != nil {
+		sh.fault("get", err)
+		return nil, false, err
+	}
+	sh.worked(false)
+	return sh.accept(v, ok, window, margin), locked, nil
+}
+
 // load returns the Store's token if ok accepts it. A value that does not
 // open is treated as absent (the next save replaces it); a Store error is
 // returned after being recorded.
@@ -384,21 +424,27 @@ func (sh *sharing) load(ctx context.Context, ok wanted, window, margin time.Dura
 		return nil, err
 	}
 	sh.worked(false)
+	return sh.accept(v, ok, window, margin), nil
+}
+
+// accept returns the entry of v, a value read from the Store, if it opens
+// and ok accepts it.
+func (sh *sharing) accept(v []byte, ok wanted, window, margin time.Duration) *entry {
 	if v == nil {
-		return nil, nil
+		return nil
 	}
 	tok, sent, err := sh.open(v)
 	if err != nil {
 		if sh.firstSight(v) {
 			sh.log.Warn("forteauth: ignoring the token store's value; it will be replaced", "key", sh.key, "error", err)
 		}
-		return nil, nil
+		return nil
 	}
 	e := newEntry(tok, sent, window, margin)
 	if !ok(e, sh.clock.now()) {
-		return nil, nil
+		return nil
 	}
-	return e, nil
+	return e
 }
 
 // save stores e for the rest of its usable life.

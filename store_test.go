@@ -30,7 +30,8 @@ type memStore struct {
 	renewals int
 	fail     error         // returned by every call while set
 	stall    chan struct{} // while set, Get waits for it or its context
-	nlocks   int
+	nlocks   int           // locks taken
+	tries    int           // calls of Lock
 }
 
 type memItem struct {
@@ -83,6 +84,7 @@ func (m *memStore) Set(ctx context.Context, key string, v []byte, ttl time.Durat
 func (m *memStore) Lock(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.tries++
 	if m.fail != nil {
 		return "", false, m.fail
 	}
@@ -108,6 +110,20 @@ func (m *memStore) Renew(ctx context.Context, key, owner string, ttl time.Durati
 	m.renewals++
 	m.locks[key] = memItem{it.v, time.Now().Add(ttl)}
 	return true, nil
+}
+
+// readsLocks is a memStore that is also a LockReader.
+type readsLocks struct{ *memStore }
+
+func (r readsLocks) GetLocked(ctx context.Context, key, lockKey string) ([]byte, bool, error) {
+	v, err := r.Get(ctx, key)
+	if err != nil {
+		return nil, false, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	it, held := r.locks[lockKey]
+	return v, held && time.Now().Before(it.expires), nil
 }
 
 // lockOnly is a memStore without Renew, as a Locker that cannot renew.
@@ -221,6 +237,88 @@ func TestStoreKeyDependsOnURLClientAndSecret(t *testing.T) {
 		if key(c) == k {
 			t.Fatalf("the key did not change with the Config: %+v", c)
 		}
+	}
+}
+
+// TestStoreKeysShareAHashTag: the token's key and its lock's key hash to
+// one Redis Cluster slot, which a LockReader on a Cluster needs to read
+// both in one command.
+func TestStoreKeysShareAHashTag(t *testing.T) {
+	sh, err := testSharing(&Config{ClientID: "id", ClientSecret: "secret-one", TokenURL: SandboxTokenURL, Store: newMemStore(time.Now)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := func(k string) string { // as Redis Cluster reads it
+		if i := strings.IndexByte(k, '{'); i >= 0 {
+			if j := strings.IndexByte(k[i+1:], '}'); j > 0 {
+				return k[i+1 : i+1+j]
+			}
+		}
+		return k
+	}
+	if tag(sh.key) == sh.key || tag(sh.key) != tag(sh.lockKey) || !strings.HasPrefix(sh.lockKey, sh.key) {
+		t.Fatalf("key %q and lock key %q do not share a hash tag", sh.key, sh.lockKey)
+	}
+}
+
+// TestALockReadWithTheValueIsNotTriedFirst: a source whose Store says, in
+// the read that finds no token, that the lock is held waits for the
+// holder's token without trying the lock; a plain Locker tries it once.
+// With the lock free, both take it and fetch.
+func TestALockReadWithTheValueIsNotTriedFirst(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		store     func(*memStore) Store
+		triesHeld int // Lock calls while another holds the lock
+	}{
+		{"LockReader", func(m *memStore) Store { return readsLocks{m} }, 0},
+		{"Renewer", func(m *memStore) Store { return m }, 1},
+	} {
+		t.Run(c.name+"/held", func(t *testing.T) {
+			srv := fortetest.NewServer()
+			defer srv.Close()
+			clock := newFakeClock()
+			m := newMemStore(clock.Now)
+			ts := newTestSource(t, withServer(srv), withStore(c.store(m)), withClock(clock)).ts
+			m.Lock(context.Background(), ts.share.lockKey, time.Minute) // another process is fetching
+			m.set(func(m *memStore) { m.tries = 0 })
+
+			got := make(chan *oauth2.Token, 1)
+			go func() { tok, _ := ts.Token(); got <- tok }()
+			eventually(t, "the source to wait for the holder", func() bool {
+				gets, _ := m.stats()
+				m.mu.Lock()
+				defer m.mu.Unlock()
+				return gets >= 1 && m.tries == c.triesHeld
+			})
+			holders := newEntry(&oauth2.Token{AccessToken: "the-holders-token-value", ExpiresIn: 3600}, clock.Now(), time.Minute, time.Second)
+			m.Set(context.Background(), ts.share.key, ts.share.seal(holders), time.Hour)
+			select {
+			case tok := <-got:
+				if tok == nil || tok.AccessToken != "the-holders-token-value" {
+					t.Fatal("did not adopt the lock holder's token")
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("waiter never returned")
+			}
+			m.mu.Lock()
+			tries := m.tries
+			m.mu.Unlock()
+			if tries != c.triesHeld || tokenRequests(srv) != 0 {
+				t.Errorf("%d Lock calls and %d token requests while another held the lock, want %d and 0", tries, tokenRequests(srv), c.triesHeld)
+			}
+		})
+		t.Run(c.name+"/free", func(t *testing.T) {
+			srv := fortetest.NewServer()
+			defer srv.Close()
+			clock := newFakeClock()
+			m := newMemStore(clock.Now)
+			ts := newTestSource(t, withServer(srv), withStore(c.store(m)), withClock(clock)).ts
+			mustToken(t, ts)
+			if m.nlocks != 1 || tokenRequests(srv) != 1 || len(m.locks) != 0 {
+				t.Errorf("%d locks taken, %d token requests, %d locks left, want 1, 1 and 0", m.nlocks, tokenRequests(srv), len(m.locks))
+			}
+		})
 	}
 }
 

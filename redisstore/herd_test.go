@@ -207,10 +207,11 @@ func (h herd) String() string {
 // TestColdStartHerdMakesOneTokenRequest starts 10 processes of 100 sources
 // each at once (1,000 pods' worth) against one Redis with the default
 // settings and a 200 ms endpoint: the herd must make exactly one token
-// request, with no errors, in about 4 Redis commands per source. Four is
-// the protocol's floor for a waiter (HELLO, GET, SET NX, one more GET);
-// the slack is for the few waiters that a loaded machine makes look twice,
-// and still fails the old protocol's 7.
+// request, with no errors, in at most 4 Redis commands per source (issue
+// 10's target). A waiter that sees the lock held in its first read sends
+// 3 (HELLO, MGET of the token and the lock, one more GET); one that reads
+// before the holder took the lock tries it too (SET NX), and a loaded
+// machine makes a few look twice.
 func TestColdStartHerdMakesOneTokenRequest(t *testing.T) {
 	procs, perProc := 10, 100
 	if testing.Short() {
@@ -224,8 +225,8 @@ func TestColdStartHerdMakesOneTokenRequest(t *testing.T) {
 	if h.requests != 1 {
 		t.Errorf("the herd made %d token requests, want 1; the children logged:\n%s", h.requests, h.logs)
 	}
-	if ps := h.perSource(); ps > 4.25 {
-		t.Errorf("%.2f Redis commands per source, want about 4: %v", ps, h.commands)
+	if ps := h.perSource(); ps > 4 {
+		t.Errorf("%.2f Redis commands per source, want at most 4: %v", ps, h.commands)
 	}
 }
 

@@ -278,7 +278,7 @@ func storeKey(cfg *forteauth.Config) string {
 	if err != nil {
 		panic(err)
 	}
-	return "forteauth:v1:" + hex.EncodeToString(id)
+	return "forteauth:v1:{" + hex.EncodeToString(id) + "}"
 }
 
 func lockKey(cfg *forteauth.Config) string { return storeKey(cfg) + ":lock" }

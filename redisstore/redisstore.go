@@ -1,6 +1,6 @@
 // Package redisstore lets the TokenSources of a fleet share one Forte token
-// through Redis: it implements forteauth.Store and forteauth.Locker on a
-// go-redis client.
+// through Redis: it implements forteauth.Store and the lock interfaces
+// (forteauth.Locker, Renewer and LockReader) on a go-redis client.
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"}) // or a Sentinel or Cluster client
 //	cfg := &forteauth.Config{
@@ -19,20 +19,22 @@
 // clear. docs/store.md in the repository says exactly what is stored and
 // what happens when Redis fails.
 //
-// The Store uses these commands, each on a single key, so it works the
-// same on a single node, behind Sentinel and on a Cluster:
+// The Store uses these commands, each on a single key but GetLocked's,
+// whose two keys forteauth names with one hash tag, so it works the same
+// on a single node, behind Sentinel and on a Cluster:
 //
-//	Get     GET key
-//	Set     SET key value PX ttl
-//	Lock    SET key owner NX PX ttl    (owner: 128 random bits, hex)
-//	Renew   EVALSHA (or EVAL) of a compare-and-pexpire script
-//	Unlock  EVALSHA (or EVAL) of a compare-and-delete script
+//	Get        GET key
+//	GetLocked  MGET key lockKey
+//	Set        SET key value PX ttl
+//	Lock       SET key owner NX PX ttl    (owner: 128 random bits, hex)
+//	Renew      EVALSHA (or EVAL) of a compare-and-pexpire script
+//	Unlock     EVALSHA (or EVAL) of a compare-and-delete script
 //
 // An ACL user for the Store needs these commands, and PEXPIRE and DEL
 // (which the scripts run), on keys matching "forteauth:*", and nothing
 // else:
 //
-//	ACL SETUSER forteauth on >password ~forteauth:* +get +set +pexpire +del +evalsha +eval
+//	ACL SETUSER forteauth on >password ~forteauth:* +get +mget +set +pexpire +del +evalsha +eval
 //
 // Every call returns when its context ends, even if the client would wait
 // longer: go-redis applies a context's deadline to its socket reads only
@@ -66,9 +68,10 @@ import (
 )
 
 var (
-	_ forteauth.Store   = (*Store)(nil)
-	_ forteauth.Locker  = (*Store)(nil)
-	_ forteauth.Renewer = (*Store)(nil)
+	_ forteauth.Store      = (*Store)(nil)
+	_ forteauth.Locker     = (*Store)(nil)
+	_ forteauth.Renewer    = (*Store)(nil)
+	_ forteauth.LockReader = (*Store)(nil)
 )
 
 // releaseTimeout bounds the release of a lock that was taken after its
@@ -171,6 +174,30 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 		}
 		return v, nil
 	})
+}
+
+// GetLocked returns the value stored under key, or nil if there is none,
+// and whether the lock named lockKey is held, with one MGET. On a Cluster
+// the two keys must hash to one slot, as forteauth's do; others fail with
+// CROSSSLOT.
+func (s *Store) GetLocked(ctx context.Context, key, lockKey string) (value []byte, locked bool, err error) {
+	type read struct {
+		v      []byte
+		locked bool
+	}
+	r, err := do(ctx, s.dial, func() (read, error) {
+		vals, err := s.c.MGet(ctx, key, lockKey).Result()
+		if err != nil {
+			return read{}, fmt.Errorf("redisstore: MGET %s %s: %w", key, lockKey, err)
+		}
+		var r read
+		if v, ok := vals[0].(string); ok {
+			r.v = []byte(v)
+		}
+		r.locked = vals[1] != nil
+		return r, nil
+	})
+	return r.v, r.locked, err
 }
 
 // Set stores value under key for ttl, rounded up to a whole millisecond

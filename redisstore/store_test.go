@@ -50,6 +50,54 @@ func TestSetStoresBytesWithAMillisecondTTL(t *testing.T) {
 	})
 }
 
+// TestGetLockedReadsTheValueAndTheLock on a single node and on a Cluster,
+// where the token's key and its lock's share a hash tag as forteauth
+// names them; keys in two slots are refused there.
+func TestGetLockedReadsTheValueAndTheLock(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name  string
+		store func(t *testing.T) *redisstore.Store
+	}{
+		{"single", func(t *testing.T) *redisstore.Store { return newStore(t, sharedAddr) }},
+		{"cluster", func(t *testing.T) *redisstore.Store { return redisstore.New(newClusterClient(t, clusterAddrs(t))) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := c.store(t)
+			key := "forteauth:test:{" + randomHex(8) + "}"
+			lock := key + ":lock"
+			check := func(what string, wantV []byte, wantLocked bool) {
+				t.Helper()
+				v, locked, err := s.GetLocked(ctx, key, lock)
+				if err != nil || !bytes.Equal(v, wantV) || locked != wantLocked || (wantV == nil) != (v == nil) {
+					t.Fatalf("%s: GetLocked = %q, %v, %v; want %q, %v, nil", what, v, locked, err, wantV, wantLocked)
+				}
+			}
+			check("nothing stored", nil, false)
+			owner, ok, err := s.Lock(ctx, lock, time.Minute)
+			if err != nil || !ok {
+				t.Fatalf("Lock = %v, %v", ok, err)
+			}
+			check("locked", nil, true)
+			value := []byte{1, 0, 0xff, '\r', '\n', 0}
+			if err := s.Set(ctx, key, value, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			check("stored and locked", value, true)
+			if err := s.Unlock(ctx, lock, owner); err != nil {
+				t.Fatal(err)
+			}
+			check("stored", value, false)
+			if c.name == "cluster" {
+				_, _, err := s.GetLocked(ctx, "forteauth:test:{a}", "forteauth:test:{b}") // slots 15495 and 3300
+				if err == nil || !strings.Contains(err.Error(), "CROSSSLOT") || !strings.HasPrefix(err.Error(), "redisstore: MGET ") {
+					t.Errorf("GetLocked of two slots: %v, want a CROSSSLOT error", err)
+				}
+			}
+		})
+	}
+}
+
 func TestLockIsExclusive(t *testing.T) {
 	rdb := newClient(t, sharedAddr)
 	a, b := redisstore.New(rdb), newStore(t, sharedAddr)

@@ -200,7 +200,6 @@ func TestClusterNodeRestartedMidRun(t *testing.T) {
 	srv := newServer(t, shortLifetime)
 	ctx := context.Background()
 	admin := newClusterClient(t, c.addrs())
-	keysOnDifferentMasters(t, srv, admin)
 	newSource := func() (*forteauth.Config, *forteauth.TokenSource) {
 		cfg := shortConfig(srv, redisstore.New(newClusterClient(t, c.addrs())), nil)
 		return cfg, cfg.TokenSource(ctx)
