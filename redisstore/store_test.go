@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -260,6 +261,72 @@ func TestUnlockAfterScriptFlush(t *testing.T) {
 			t.Fatal("Unlock after SCRIPT FLUSH left the lock")
 		}
 	}
+}
+
+// documentedACL is the ACL rule of the package doc and docs/store.md.
+const documentedACL = "~forteauth:* +get +mget +set +pexpire +del +evalsha +eval"
+
+// TestTheDocumentedACLSuffices: a user with only the documented commands
+// shares a token, waits on a held lock, and renews and releases a lease,
+// with no error logged.
+func TestTheDocumentedACLSuffices(t *testing.T) {
+	ctx := context.Background()
+	admin := newClient(t, sharedAddr)
+	user, password := "forteauth-test-"+randomHex(4), randomHex(16)
+	if err := admin.Do(ctx, append([]any{"acl", "setuser", user, "on", ">" + password}, anySlice(strings.Fields(documentedACL))...)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "acl", "deluser", user) })
+	for _, doc := range []string{"redisstore.go", "../docs/store.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), documentedACL) {
+			t.Errorf("%s does not give the ACL rule %q", doc, documentedACL)
+		}
+	}
+	newACLStore := func() *redisstore.Store {
+		return newStore(t, sharedAddr, func(o *redis.Options) { o.Username, o.Password = user, password })
+	}
+
+	s := newACLStore()
+	key := "forteauth:test:{" + randomHex(8) + "}"
+	owner, ok, err := s.Lock(ctx, key+":lock", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("Lock = %v, %v", ok, err)
+	}
+	if ok, err := s.Renew(ctx, key+":lock", owner, time.Minute); err != nil || !ok {
+		t.Fatalf("Renew = %v, %v", ok, err)
+	}
+	if _, locked, err := s.GetLocked(ctx, key, key+":lock"); err != nil || !locked {
+		t.Fatalf("GetLocked = %v, %v", locked, err)
+	}
+	if err := s.Unlock(ctx, key+":lock", owner); err != nil {
+		t.Fatal(err)
+	}
+
+	srv := newServer(t, time.Hour)
+	logger, logs := newLogger()
+	var tokens []string
+	for range 2 {
+		tok, err := configFor(srv, newACLStore(), logger).TokenSource(ctx).Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, tok.AccessToken)
+	}
+	if tokens[0] != tokens[1] || srv.Stats().TokenRequests != 1 || logs.String() != "" {
+		t.Errorf("two sources under the ACL made %d token requests (want 1) and logged: %s", srv.Stats().TokenRequests, logs.String())
+	}
+}
+
+func anySlice(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
 }
 
 // TestErrorsNameThePackage: with nothing listening, every call fails with
