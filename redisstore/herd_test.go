@@ -31,8 +31,12 @@ const (
 	envStartAt = "FORTEAUTH_CHILD_START_AT" // Unix ns at which every source asks
 )
 
-// herdLatency is the token endpoint's latency in the herd runs.
-const herdLatency = 200 * time.Millisecond
+// The token endpoint's latency in the herd runs, and in the slow-endpoint
+// run of issue 10.
+const (
+	herdLatency = 200 * time.Millisecond
+	slowLatency = 5 * time.Second
+)
 
 // herdReport is what a herd child prints on its stdout.
 type herdReport struct {
@@ -111,14 +115,14 @@ func (h herd) percentile(p float64) time.Duration {
 }
 
 // runHerd starts procs processes of perProc sources each against a fresh
-// Redis with the default settings and a token endpoint of herdLatency.
-func runHerd(t testing.TB, procs, perProc int) herd {
+// Redis with the default settings and a token endpoint of latency.
+func runHerd(t testing.TB, procs, perProc int, latency time.Duration) herd {
 	t.Helper()
 	r := privateRedis(t)
 	admin := newClient(t, r.addr)
 	ctx := context.Background()
 	srv := newServer(t, time.Hour)
-	srv.SetLatency(herdLatency)
+	srv.SetLatency(latency)
 
 	type child struct {
 		cmd            *exec.Cmd
@@ -217,7 +221,7 @@ func TestColdStartHerdMakesOneTokenRequest(t *testing.T) {
 	if testing.Short() {
 		procs, perProc = 4, 25
 	}
-	h := runHerd(t, procs, perProc)
+	h := runHerd(t, procs, perProc, herdLatency)
 	t.Log(h)
 	if h.errors > 0 {
 		t.Errorf("%d sources got no token; the first error: %s", h.errors, h.firstErr)
@@ -230,20 +234,41 @@ func TestColdStartHerdMakesOneTokenRequest(t *testing.T) {
 	}
 }
 
+// TestColdStartWithASlowEndpointMakesOneTokenRequest: a herd of 2
+// processes of 50 sources whose token endpoint takes 5 s, longer than a
+// lease, makes one token request: the holder renews its lease while it
+// fetches, and the waiters wait for it instead of giving up and fetching.
+func TestColdStartWithASlowEndpointMakesOneTokenRequest(t *testing.T) {
+	h := runHerd(t, 2, 50, slowLatency)
+	t.Log(h)
+	if h.errors > 0 {
+		t.Errorf("%d sources got no token; the first error: %s", h.errors, h.firstErr)
+	}
+	if h.requests != 1 {
+		t.Errorf("the herd made %d token requests, want 1; the children logged:\n%s", h.requests, h.logs)
+	}
+	if p := h.percentile(0); p < slowLatency {
+		t.Errorf("the first source had its token after %v, before the endpoint's %v: the latency was not applied", p, slowLatency)
+	}
+}
+
 // BenchmarkColdStartHerd runs the cold-start herd three times with 10
-// processes of 100 sources, and once with one process of 2,000 sources,
-// and reports the token requests (the most of the runs), Redis commands
+// processes of 100 sources, once with one process of 2,000 sources, and
+// once with 2 processes of 50 and a 5 s endpoint, and reports the token requests (the most of the runs), Redis commands
 // and connections per source, and the time to first token. Each run takes
 // seconds whatever b.N is, so run it with -benchtime=1x:
 //
 //	go test -run='^$' -bench=ColdStartHerd -benchtime=1x
 func BenchmarkColdStartHerd(b *testing.B) {
-	for _, c := range []struct{ procs, perProc, runs int }{{10, 100, 3}, {1, 2000, 1}} {
-		b.Run(fmt.Sprintf("procs=%d/sources=%d", c.procs, c.procs*c.perProc), func(b *testing.B) {
+	for _, c := range []struct {
+		procs, perProc, runs int
+		latency              time.Duration
+	}{{10, 100, 3, herdLatency}, {1, 2000, 1, herdLatency}, {2, 50, 1, slowLatency}} {
+		b.Run(fmt.Sprintf("procs=%d/sources=%d/endpoint=%v", c.procs, c.procs*c.perProc, c.latency), func(b *testing.B) {
 			var worst, cmds, conns, p50, p99 float64
 			for range b.N {
 				for range c.runs {
-					h := runHerd(b, c.procs, c.perProc)
+					h := runHerd(b, c.procs, c.perProc, c.latency)
 					if h.errors > 0 {
 						b.Fatalf("%d sources got no token; the first error: %s", h.errors, h.firstErr)
 					}
