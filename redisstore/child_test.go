@@ -51,8 +51,8 @@ func shortConfig(srv *fortetest.Server, store forteauth.Store, logger *slog.Logg
 
 // lifetimesIn is elapsed in token lifetimes, rounded up: the L of the
 // "at most L + 1 token requests" target.
-func lifetimesIn(elapsed time.Duration) int {
-	return int(math.Ceil(float64(elapsed) / float64(shortLifetime)))
+func lifetimesIn(elapsed, lifetime time.Duration) int {
+	return int(math.Ceil(float64(elapsed) / float64(lifetime)))
 }
 
 // What the parent passes to a child process.

@@ -100,7 +100,7 @@ func runSourceFleet(t *testing.T, setup func(*fortetest.Server) func() *redissto
 	elapsed := time.Since(start)
 	stall := stalls.end()
 
-	l := lifetimesIn(elapsed)
+	l := lifetimesIn(elapsed, shortLifetime)
 	with, without := shared.Stats().TokenRequests, alone.Stats().TokenRequests
 	t.Logf("%d sources, %v (L = %d lifetimes of %v), %d Token calls: token requests %d sharing Redis (target <= L+1 = %d), %d without a store (N x L = %d); longest stall %v",
 		n, elapsed.Round(time.Millisecond), l, shortLifetime, calls.Load(), with, l+1, without, n*l, stall.Round(time.Millisecond))
@@ -129,7 +129,7 @@ func TestEightProcessesShareOneTokenPerLifetime(t *testing.T) {
 	srv := newServer(t, shortLifetime)
 	run := runProcessFleet(t, srv, sharedAddr, n, workers, time.Duration(fleetLifetimes())*shortLifetime)
 
-	l := lifetimesIn(run.elapsed)
+	l := lifetimesIn(run.elapsed, shortLifetime)
 	var calls int
 	for i, r := range run.reports {
 		calls += r.Calls
@@ -212,7 +212,7 @@ func BenchmarkFleetTokenRequests(b *testing.B) {
 					}
 				}
 			}
-			l := lifetimesIn(run.elapsed)
+			l := lifetimesIn(run.elapsed, shortLifetime)
 			b.ReportMetric(0, "ns/op")
 			b.ReportMetric(float64(n), "processes")
 			b.ReportMetric(run.elapsed.Seconds(), "elapsed-s")

@@ -26,17 +26,17 @@ const (
 	storeWaitSlack = 500 * time.Millisecond
 )
 
-// checkFleetAfterFault asserts, for a run of n sources that made requests
-// token requests: no Token error, no more requests than perfect sharing
-// (L + 1) and extra, and no Token call waiting on the store much longer
-// than the store timeout.
-func checkFleetAfterFault(t testing.TB, run *caller, n, requests, extra int) {
+// checkFleetAfterFault asserts, for a run of n sources on tokens of
+// lifetime that made requests token requests: no Token error, no more
+// requests than perfect sharing (L + 1) and extra, and no Token call
+// waiting on the store much longer than the store timeout.
+func checkFleetAfterFault(t testing.TB, run *caller, lifetime time.Duration, n, requests, extra int) {
 	t.Helper()
 	run.check(t)
-	l := lifetimesIn(run.elapsed)
+	l := lifetimesIn(run.elapsed, lifetime)
 	longest := run.longestCall()
 	t.Logf("%d sources, %v (L = %d lifetimes of %v), %d Token calls: %d token requests (perfect sharing: L+1 = %d; issue 10's target for a failover: L+1+%d = %d; no store: about N x (L+1) = %d); longest Token call %v",
-		n, run.elapsed.Round(time.Millisecond), l, shortLifetime, run.calls.Load(), requests, l+1,
+		n, run.elapsed.Round(time.Millisecond), l, lifetime, run.calls.Load(), requests, l+1,
 		failoverExtraRequests, l+1+failoverExtraRequests, n*(l+1), longest.Round(time.Millisecond))
 	if requests > l+1+extra {
 		t.Errorf("%d token requests, want at most L+1+%d = %d", requests, extra, l+1+extra)
@@ -86,10 +86,10 @@ func checkSharingResumed(t testing.TB, srv *fortetest.Server, admin redis.Cmdabl
 // tokens are shorter than the failover (about 3 s), so every source's
 // token goes stale while no Redis answers, and each then fetches its own:
 // the test allows one such fetch per source, n more than perfect sharing,
-// where issue 10 asks for 3 (met by the next test, and by tokens that
-// outlive the failover: a background refresh waits out the store's pause,
-// see TestBackgroundRefreshWaitsOutAStorePauseInsteadOfFetching in the
-// core).
+// where issue 10 asks for 3 (met by
+// TestSentinelMasterKilledWhileAFetchHoldsTheLock, and by tokens that
+// outlive the failover, whose background refresh waits out the store's
+// pause: TestSentinelFailoverWithinTheRefreshWindowCostsNoRequest).
 func TestSentinelMasterKilledMidRun(t *testing.T) {
 	t.Parallel()
 	s := privateSentinel(t)
@@ -120,7 +120,151 @@ func TestSentinelMasterKilledMidRun(t *testing.T) {
 	if faults == 0 {
 		t.Errorf("no source logged a store fault: the fleet never met the dead master, so this test tested nothing")
 	}
-	checkFleetAfterFault(t, run, n, srv.Stats().TokenRequests, n)
+	checkFleetAfterFault(t, run, shortLifetime, n, srv.Stats().TokenRequests, n)
+	checkSharingResumed(t, srv, newClient(t, s.replica.addr), cfg, sources[0],
+		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
+}
+
+// Tokens that outlive a Sentinel failover, for
+// TestSentinelFailoverWithinTheRefreshWindowCostsNoRequest. The core
+// clamps RefreshWindow to half the lifetime, hence 20 s for a 10 s window.
+// A source starts its background refresh at age lifetime − RefreshWindow +
+// random[0, (RefreshWindow − ExpiryMargin)/2), 10–14.75 s, and its token
+// goes stale at lifetime − ExpiryMargin, 19.5 s. After a store fault the
+// source leaves the store alone for a pause of at most 5 s (storeRetryMax),
+// and fetches by itself only if its token would go stale first: the 9.5 s
+// from the window's opening to the stale point leave room for the failover
+// (about 3 s) and a whole 5 s pause after it.
+const (
+	longLifetime = 20 * time.Second
+	longWindow   = 10 * time.Second
+	longMargin   = 500 * time.Millisecond
+	// killEarly is how long before the fleet's first background refresh
+	// the master is killed: late enough that the outage covers as many
+	// of the refreshes, spread over 4.75 s, as it can, early enough that
+	// the first one meets it whatever the scheduler does.
+	killEarly = 400 * time.Millisecond
+)
+
+// TestSentinelFailoverWithinTheRefreshWindowCostsNoRequest kills the
+// master under a busy fleet of 10 sources on Sentinel clients just before
+// the first of them starts to refresh their shared token, with tokens that
+// outlive the failover. A source whose background refresh meets the dead
+// master keeps its still-usable token and tries the store again after its
+// pause, instead of fetching one of its own; the first source to reach
+// the new master refreshes for the fleet, and the others take its token
+// from there. So the failover costs no token request: from the kill until
+// every source has replaced the first token, the fleet makes exactly one,
+// the refresh it would have made without the fault. With tokens shorter
+// than the failover (TestSentinelMasterKilledMidRun) every source fetches
+// its own.
+//
+// These tokens are refreshed from half their life on, so a fleet makes up
+// to two requests a lifetime without any fault, and issue 10's L+1+3,
+// asserted over the whole run by checkFleetAfterFault, is loose here: the
+// count around the failover is the one that shows it cost nothing.
+func TestSentinelFailoverWithinTheRefreshWindowCostsNoRequest(t *testing.T) {
+	t.Parallel()
+	s := privateSentinel(t)
+	srv := newServer(t, longLifetime)
+	const n = 10
+	logger, logs := newLogger()
+	newSource := func() (*forteauth.Config, *forteauth.TokenSource) {
+		cfg := configFor(srv, redisstore.New(newFailoverClient(t, s.sentinelAddrs(), sentinelMaster)), logger)
+		cfg.RefreshWindow, cfg.ExpiryMargin = longWindow, longMargin
+		return cfg, cfg.TokenSource(context.Background())
+	}
+	var sources []*forteauth.TokenSource
+	var cfg *forteauth.Config
+	for range n {
+		c, ts := newSource()
+		cfg, sources = c, append(sources, ts)
+	}
+	fetches := func() (counts []int64) {
+		for _, ts := range sources {
+			counts = append(counts, ts.Stats().Fetches)
+		}
+		return counts
+	}
+
+	run := callContinuously(t, callerPace, sources...)
+	eventually(t, topologyTimeout, "a token in every source", func() bool {
+		for _, ts := range sources {
+			if ts.Stats().Expiry.IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	// Stats.Expiry is the cached token's request time plus its lifetime,
+	// and RefreshAt when its background refresh is due, jittered apart
+	// from one source to the next.
+	expiry, firstRefresh := sources[0].Stats().Expiry, sources[0].Stats().RefreshAt
+	for i, ts := range sources {
+		st := ts.Stats()
+		if !st.Expiry.Equal(expiry) {
+			t.Fatalf("source %d's first token expires at %v, source 0's at %v: the fleet did not start on one shared token", i, st.Expiry, expiry)
+		}
+		if st.RefreshAt.Before(firstRefresh) {
+			firstRefresh = st.RefreshAt
+		}
+	}
+	sent := expiry.Add(-longLifetime)
+	time.Sleep(time.Until(firstRefresh.Add(-killEarly)))
+	before, fetchedBefore := srv.Stats().TokenRequests, fetches()
+	s.master.stop() // as a crash would
+	killed := time.Now()
+	if before != 1 {
+		t.Fatalf("%d token requests before the kill at token age %v, want 1: the fleet refreshed before the master was killed, so the failover meets no refresh",
+			before, killed.Sub(sent).Round(time.Millisecond))
+	}
+	promoted := s.waitPromoted(t, killed)
+	t.Logf("the master was killed at token age %v, %v before the fleet's first refresh; the Sentinels promoted the replica %v later",
+		killed.Sub(sent).Round(time.Millisecond), firstRefresh.Sub(killed).Round(time.Millisecond), promoted.Round(time.Millisecond))
+
+	// Every source replaces the first token by the time it goes stale.
+	// The fleet's next refresh is due at least 10 s (lifetime − window)
+	// after the one the failover delayed, which came after the kill: not
+	// before then, so every request counted here is that refresh or one
+	// the failover cost.
+	eventually(t, longLifetime, "every source to replace the first token", func() bool {
+		for _, ts := range sources {
+			if ts.Stats().Expiry.Equal(expiry) {
+				return false
+			}
+		}
+		return true
+	})
+	during := srv.Stats().TokenRequests - before
+	var fetchedDuring []int
+	for i, f := range fetches() {
+		if f > fetchedBefore[i] {
+			fetchedDuring = append(fetchedDuring, i)
+		}
+	}
+	t.Logf("from the kill until every source had replaced the first token (at token age %v): %d token request(s), want 1; sources that fetched: %v",
+		time.Since(sent).Round(time.Millisecond), during, fetchedDuring)
+	if during != 1 {
+		t.Errorf("%d token requests from the kill until every source had replaced the first token, want 1: the fleet's refresh, and none for the failover", during)
+	}
+
+	// The fleet's next refresh, through the new master, comes within
+	// 14.75 s of the delayed one, so by token age 34.25 s; the run ends
+	// after it, and far enough from 2 lifetimes that L does not depend on
+	// the scheduler.
+	time.Sleep(time.Until(sent.Add(7 * longLifetime / 4)))
+	run.end()
+
+	faults := logs.count(logStoreFailed)
+	var storeFaults int64
+	for _, ts := range sources {
+		storeFaults += ts.Stats().StoreFaults
+	}
+	t.Logf("%d sources logged a store fault (%d failed Store calls in all)", faults, storeFaults)
+	if faults == 0 {
+		t.Errorf("no source logged a store fault: no refresh met the dead master, so this test tested nothing")
+	}
+	checkFleetAfterFault(t, run, longLifetime, n, srv.Stats().TokenRequests, failoverExtraRequests)
 	checkSharingResumed(t, srv, newClient(t, s.replica.addr), cfg, sources[0],
 		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
 }
@@ -180,7 +324,7 @@ func TestSentinelMasterKilledWhileAFetchHoldsTheLock(t *testing.T) {
 	time.Sleep(3 * shortLifetime)
 	run.end()
 
-	checkFleetAfterFault(t, run, n, srv.Stats().TokenRequests-before, failoverExtraRequests)
+	checkFleetAfterFault(t, run, shortLifetime, n, srv.Stats().TokenRequests-before, failoverExtraRequests)
 	checkSharingResumed(t, srv, replica, cfg, holder,
 		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
 }
@@ -233,7 +377,7 @@ func TestClusterNodeRestartedMidRun(t *testing.T) {
 	time.Sleep(3 * shortLifetime)
 	run.end()
 
-	checkFleetAfterFault(t, run, n, srv.Stats().TokenRequests, (n-1)*(lifetimesIn(run.elapsed)+1)) // no more than without a store
+	checkFleetAfterFault(t, run, shortLifetime, n, srv.Stats().TokenRequests, (n-1)*(lifetimesIn(run.elapsed, shortLifetime)+1)) // no more than without a store
 	checkSharingResumed(t, srv, admin, cfg, sources[0],
 		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
 }
