@@ -261,67 +261,6 @@ func TestStoreKeysShareAHashTag(t *testing.T) {
 	}
 }
 
-// TestALockReadWithTheValueIsNotTriedFirst: a source whose Store says, in
-// the read that finds no token, that the lock is held waits for the
-// holder's token without trying the lock; a plain Locker tries it once.
-// With the lock free, both take it and fetch.
-func TestALockReadWithTheValueIsNotTriedFirst(t *testing.T) {
-	for _, c := range []struct {
-		name      string
-		store     func(*memStore) Store
-		triesHeld int // Lock calls while another holds the lock
-	}{
-		{"LockReader", func(m *memStore) Store { return readsLocks{m} }, 0},
-		{"Renewer", func(m *memStore) Store { return m }, 1},
-	} {
-		t.Run(c.name+"/held", func(t *testing.T) {
-			srv := fortetest.NewServer()
-			defer srv.Close()
-			clock := newFakeClock()
-			m := newMemStore(clock.Now)
-			ts := newTestSource(t, withServer(srv), withStore(c.store(m)), withClock(clock)).ts
-			m.Lock(context.Background(), ts.share.lockKey, time.Minute) // another process is fetching
-			m.set(func(m *memStore) { m.tries = 0 })
-
-			got := make(chan *oauth2.Token, 1)
-			go func() { tok, _ := ts.Token(); got <- tok }()
-			eventually(t, "the source to wait for the holder", func() bool {
-				gets, _ := m.stats()
-				m.mu.Lock()
-				defer m.mu.Unlock()
-				return gets >= 1 && m.tries == c.triesHeld
-			})
-			holders := newEntry(&oauth2.Token{AccessToken: "the-holders-token-value", ExpiresIn: 3600}, clock.Now(), time.Minute, time.Second)
-			m.Set(context.Background(), ts.share.key, ts.share.seal(holders), time.Hour)
-			select {
-			case tok := <-got:
-				if tok == nil || tok.AccessToken != "the-holders-token-value" {
-					t.Fatal("did not adopt the lock holder's token")
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("waiter never returned")
-			}
-			m.mu.Lock()
-			tries := m.tries
-			m.mu.Unlock()
-			if tries != c.triesHeld || tokenRequests(srv) != 0 {
-				t.Errorf("%d Lock calls and %d token requests while another held the lock, want %d and 0", tries, tokenRequests(srv), c.triesHeld)
-			}
-		})
-		t.Run(c.name+"/free", func(t *testing.T) {
-			srv := fortetest.NewServer()
-			defer srv.Close()
-			clock := newFakeClock()
-			m := newMemStore(clock.Now)
-			ts := newTestSource(t, withServer(srv), withStore(c.store(m)), withClock(clock)).ts
-			mustToken(t, ts)
-			if m.nlocks != 1 || tokenRequests(srv) != 1 || len(m.locks) != 0 {
-				t.Errorf("%d locks taken, %d token requests, %d locks left, want 1, 1 and 0", m.nlocks, tokenRequests(srv), len(m.locks))
-			}
-		})
-	}
-}
-
 func TestStoreValueTamperedWithIsIgnoredAndReplaced(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
@@ -478,32 +417,65 @@ func TestSlowStoreDelaysAFetchByAtMostTheStoreTimeout(t *testing.T) {
 	}
 }
 
+// TestWaitersAdoptTheLockHoldersToken: a source that finds the lock held
+// by another waits for the holder's token and takes it, with no request.
+// If its Store is a LockReader, which says in the read that finds no token
+// that the lock is held, it does not try the lock first; with a plain
+// Locker it tries once. With the lock free, both take it and fetch.
 func TestWaitersAdoptTheLockHoldersToken(t *testing.T) {
-	srv := fortetest.NewServer()
-	defer srv.Close()
-	sources, store, clock := fleet(t, srv, 1, nil)
-	ts := sources[0]
-	store.Lock(context.Background(), ts.share.lockKey, time.Minute) // another process is fetching
+	for _, c := range []struct {
+		name      string
+		store     func(*memStore) Store
+		triesHeld int // Lock calls while another holds the lock
+	}{
+		{"LockReader", func(m *memStore) Store { return readsLocks{m} }, 0},
+		{"Renewer", func(m *memStore) Store { return m }, 1},
+	} {
+		t.Run(c.name+"/held", func(t *testing.T) {
+			srv := fortetest.NewServer()
+			defer srv.Close()
+			clock := newFakeClock()
+			m := newMemStore(clock.Now)
+			ts := newTestSource(t, withServer(srv), withStore(c.store(m)), withClock(clock)).ts
+			m.Lock(context.Background(), ts.share.lockKey, time.Minute) // another process is fetching
+			m.set(func(m *memStore) { m.tries = 0 })
 
-	got := make(chan *oauth2.Token, 1)
-	go func() {
-		tok, _ := ts.Token()
-		got <- tok
-	}()
-	eventually(t, "the source to look in the store", func() bool { gets, _ := store.stats(); return gets >= 2 })
-	holders := newEntry(&oauth2.Token{AccessToken: "the-holders-token-value", ExpiresIn: 3600}, clock.Now(), time.Minute, time.Second)
-	store.Set(context.Background(), ts.share.key, ts.share.seal(holders), time.Hour)
-
-	select {
-	case tok := <-got:
-		if tok == nil || tok.AccessToken != "the-holders-token-value" {
-			t.Fatal("did not adopt the lock holder's token")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("waiter never returned")
-	}
-	if n := tokenRequests(srv); n != 0 {
-		t.Fatalf("token requests = %d, want 0", n)
+			got := make(chan *oauth2.Token, 1)
+			go func() { tok, _ := ts.Token(); got <- tok }()
+			eventually(t, "the source to wait for the holder", func() bool {
+				gets, _ := m.stats()
+				m.mu.Lock()
+				defer m.mu.Unlock()
+				return gets >= 1 && m.tries == c.triesHeld
+			})
+			holders := newEntry(&oauth2.Token{AccessToken: "the-holders-token-value", ExpiresIn: 3600}, clock.Now(), time.Minute, time.Second)
+			m.Set(context.Background(), ts.share.key, ts.share.seal(holders), time.Hour)
+			select {
+			case tok := <-got:
+				if tok == nil || tok.AccessToken != "the-holders-token-value" {
+					t.Fatal("did not adopt the lock holder's token")
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("waiter never returned")
+			}
+			m.mu.Lock()
+			tries := m.tries
+			m.mu.Unlock()
+			if tries != c.triesHeld || tokenRequests(srv) != 0 {
+				t.Errorf("%d Lock calls and %d token requests while another held the lock, want %d and 0", tries, tokenRequests(srv), c.triesHeld)
+			}
+		})
+		t.Run(c.name+"/free", func(t *testing.T) {
+			srv := fortetest.NewServer()
+			defer srv.Close()
+			clock := newFakeClock()
+			m := newMemStore(clock.Now)
+			ts := newTestSource(t, withServer(srv), withStore(c.store(m)), withClock(clock)).ts
+			mustToken(t, ts)
+			if m.nlocks != 1 || tokenRequests(srv) != 1 || len(m.locks) != 0 {
+				t.Errorf("%d locks taken, %d token requests, %d locks left, want 1, 1 and 0", m.nlocks, tokenRequests(srv), len(m.locks))
+			}
+		})
 	}
 }
 
