@@ -394,57 +394,49 @@ func (sh *sharing) renew(ctx context.Context, owner string) (stop func()) {
 	}
 }
 
+// load returns the Store's token if ok accepts it. A value that does not
+// open is treated as absent (the next save replaces it); a Store error is
+// returned after being recorded.
+func (sh *sharing) load(ctx context.Context, ok wanted, window, margin time.Duration) (*entry, error) {
+	e, _, err := sh.read(ctx, false, ok, window, margin)
+	return e, err
+}
+
 // look is load, and also says whether the lock is held if the Store can
 // tell in the same call.
 func (sh *sharing) look(ctx context.Context, ok wanted, window, margin time.Duration) (e *entry, locked bool, err error) {
-	if sh.reader == nil {
-		e, err := sh.load(ctx, ok, window, margin)
-		return e, false, err
-	}
+	return sh.read(ctx, sh.reader != nil, ok, window, margin)
+}
+
+func (sh *sharing) read(ctx context.Context, withLock bool, ok wanted, window, margin time.Duration) (e *entry, locked bool, err error) {
 	gctx, cancel := context.WithTimeout(ctx, sh.timeout())
 	defer cancel()
-	v, locked, err := sh.reader.GetLocked(gctx, sh.key, sh.lockKey)
+	var v []byte
+	if withLock {
+		v, locked, err = sh.reader.GetLocked(gctx, sh.key, sh.lockKey)
+	} else {
+		v, err = sh.store.Get(gctx, sh.key)
+	}
 	if err != nil {
 		sh.fault("get", err)
 		return nil, false, err
 	}
 	sh.worked(false)
-	return sh.accept(v, ok, window, margin), locked, nil
-}
-
-// load returns the Store's token if ok accepts it. A value that does not
-// open is treated as absent (the next save replaces it); a Store error is
-// returned after being recorded.
-func (sh *sharing) load(ctx context.Context, ok wanted, window, margin time.Duration) (*entry, error) {
-	gctx, cancel := context.WithTimeout(ctx, sh.timeout())
-	defer cancel()
-	v, err := sh.store.Get(gctx, sh.key)
-	if err != nil {
-		sh.fault("get", err)
-		return nil, err
-	}
-	sh.worked(false)
-	return sh.accept(v, ok, window, margin), nil
-}
-
-// accept returns the entry of v, a value read from the Store, if it opens
-// and ok accepts it.
-func (sh *sharing) accept(v []byte, ok wanted, window, margin time.Duration) *entry {
 	if v == nil {
-		return nil
+		return nil, locked, nil
 	}
 	tok, sent, err := sh.open(v)
 	if err != nil {
 		if sh.firstSight(v) {
 			sh.log.Warn("forteauth: ignoring the token store's value; it will be replaced", "key", sh.key, "error", err)
 		}
-		return nil
+		return nil, locked, nil
 	}
-	e := newEntry(tok, sent, window, margin)
+	e = newEntry(tok, sent, window, margin)
 	if !ok(e, sh.clock.now()) {
-		return nil
+		return nil, locked, nil
 	}
-	return e
+	return e, locked, nil
 }
 
 // save stores e for the rest of its usable life.
