@@ -18,6 +18,17 @@ import (
 
 func testKey() string { return "forteauth:test:" + randomHex(8) }
 
+// closedAddr returns a loopback address that nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
 func TestGetOfAMissingKeyIsNil(t *testing.T) {
 	v, err := newStore(t, sharedAddr).Get(context.Background(), testKey())
 	if v != nil || err != nil {
@@ -228,16 +239,11 @@ func TestRenewExtendsOnlyItsOwnLease(t *testing.T) {
 // default retries, which outlast the context, the error says that the
 // connection was refused, not only that time ran out.
 func TestARefusedConnectionIsNamed(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := closedAddr(t)
 	s := newStore(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	_, err = s.Get(ctx, "k")
+	_, err := s.Get(ctx, "k")
 	t.Logf("Get with nothing listening: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.HasPrefix(err.Error(), "redisstore: ") {
 		t.Fatalf("Get with nothing listening: %v, want a redisstore error that names the refused connection", err)
@@ -332,12 +338,7 @@ func anySlice(s []string) []any {
 // TestErrorsNameThePackage: with nothing listening, every call fails with
 // an error that starts "redisstore: ".
 func TestErrorsNameThePackage(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := closedAddr(t)
 	s := newStore(t, addr, func(o *redis.Options) { o.MaxRetries = -1; o.DialerRetries = 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -346,7 +347,8 @@ func TestErrorsNameThePackage(t *testing.T) {
 	_, _, lockErr := s.Lock(ctx, "k", time.Second)
 	unlockErr := s.Unlock(ctx, "k", "o")
 	_, renewErr := s.Renew(ctx, "k", "o", time.Second)
-	for name, err := range map[string]error{"Get": getErr, "Set": setErr, "Lock": lockErr, "Unlock": unlockErr, "Renew": renewErr} {
+	_, _, getLockedErr := s.GetLocked(ctx, "{k}", "{k}:lock")
+	for name, err := range map[string]error{"Get": getErr, "Set": setErr, "Lock": lockErr, "Unlock": unlockErr, "Renew": renewErr, "GetLocked": getLockedErr} {
 		if err == nil || !strings.HasPrefix(err.Error(), "redisstore: ") {
 			t.Errorf("%s: %v, want an error starting with \"redisstore: \"", name, err)
 		}
@@ -381,6 +383,7 @@ func TestCallsReturnWhenTheContextEnds(t *testing.T) {
 		}
 	}
 	call("Get", func(ctx context.Context) error { _, err := s.Get(ctx, "k"); return err })
+	call("GetLocked", func(ctx context.Context) error { _, _, err := s.GetLocked(ctx, "{k}", "{k}:lock"); return err })
 	call("Set", func(ctx context.Context) error { return s.Set(ctx, "k", []byte("v"), time.Minute) })
 	call("Unlock", func(ctx context.Context) error { return s.Unlock(ctx, "other", "o") })
 	call("Renew", func(ctx context.Context) error { _, err := s.Renew(ctx, "other", "o", time.Minute); return err })
