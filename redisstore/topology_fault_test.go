@@ -47,11 +47,26 @@ func checkFleetAfterFault(t testing.TB, run *caller, lifetime time.Duration, n, 
 	}
 }
 
+// sourceMaker returns a new source of a test's fleet, and its Config.
+type sourceMaker func() (*forteauth.Config, *forteauth.TokenSource)
+
+// fleetOf returns n sources from newSource, and the Config of the last
+// (they differ only in their Store's client).
+func fleetOf(n int, newSource sourceMaker) (*forteauth.Config, []*forteauth.TokenSource) {
+	var cfg *forteauth.Config
+	var sources []*forteauth.TokenSource
+	for range n {
+		c, ts := newSource()
+		cfg, sources = c, append(sources, ts)
+	}
+	return cfg, sources
+}
+
 // checkSharingResumed checks that, once Redis is back, a member of the
 // fleet that fetches a token stores it, and a new source adopts it without
 // a request. The member may still be leaving a failed store alone (the
 // core's storeRetryMax), so it tries until its token is stored.
-func checkSharingResumed(t testing.TB, srv *fortetest.Server, admin redis.Cmdable, cfg *forteauth.Config, member *forteauth.TokenSource, newSource func() *forteauth.TokenSource) {
+func checkSharingResumed(t testing.TB, srv *fortetest.Server, admin redis.Cmdable, cfg *forteauth.Config, member *forteauth.TokenSource, newSource sourceMaker) {
 	t.Helper()
 	var tok *oauth2.Token
 	eventually(t, 3*storeRetryMax, "a member's new token in Redis", func() bool {
@@ -68,7 +83,8 @@ func checkSharingResumed(t testing.TB, srv *fortetest.Server, admin redis.Cmdabl
 		return false
 	})
 	before := srv.Stats().TokenRequests
-	got, err := newSource().Token()
+	_, fresh := newSource()
+	got, err := fresh.Token()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,12 +116,7 @@ func TestSentinelMasterKilledMidRun(t *testing.T) {
 		cfg := shortConfig(srv, redisstore.New(newFailoverClient(t, s.sentinelAddrs(), sentinelMaster)), logger)
 		return cfg, cfg.TokenSource(context.Background())
 	}
-	var sources []*forteauth.TokenSource
-	var cfg *forteauth.Config
-	for range n {
-		c, ts := newSource()
-		cfg, sources = c, append(sources, ts)
-	}
+	cfg, sources := fleetOf(n, newSource)
 
 	run := callContinuously(t, callerPace, sources...)
 	time.Sleep(shortLifetime) // one lifetime with the master up
@@ -121,8 +132,7 @@ func TestSentinelMasterKilledMidRun(t *testing.T) {
 		t.Errorf("no source logged a store fault: the fleet never met the dead master, so this test tested nothing")
 	}
 	checkFleetAfterFault(t, run, shortLifetime, n, srv.Stats().TokenRequests, n)
-	checkSharingResumed(t, srv, newClient(t, s.replica.addr), cfg, sources[0],
-		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
+	checkSharingResumed(t, srv, newClient(t, s.replica.addr), cfg, sources[0], newSource)
 }
 
 // Tokens that outlive a Sentinel failover, for
@@ -174,12 +184,7 @@ func TestSentinelFailoverWithinTheRefreshWindowCostsNoRequest(t *testing.T) {
 		cfg.RefreshWindow, cfg.ExpiryMargin = longWindow, longMargin
 		return cfg, cfg.TokenSource(context.Background())
 	}
-	var sources []*forteauth.TokenSource
-	var cfg *forteauth.Config
-	for range n {
-		c, ts := newSource()
-		cfg, sources = c, append(sources, ts)
-	}
+	cfg, sources := fleetOf(n, newSource)
 	fetches := func() (counts []int64) {
 		for _, ts := range sources {
 			counts = append(counts, ts.Stats().Fetches)
@@ -265,8 +270,7 @@ func TestSentinelFailoverWithinTheRefreshWindowCostsNoRequest(t *testing.T) {
 		t.Errorf("no source logged a store fault: no refresh met the dead master, so this test tested nothing")
 	}
 	checkFleetAfterFault(t, run, longLifetime, n, srv.Stats().TokenRequests, failoverExtraRequests)
-	checkSharingResumed(t, srv, newClient(t, s.replica.addr), cfg, sources[0],
-		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
+	checkSharingResumed(t, srv, newClient(t, s.replica.addr), cfg, sources[0], newSource)
 }
 
 // TestSentinelMasterKilledWhileAFetchHoldsTheLock: a source takes the
@@ -314,19 +318,15 @@ func TestSentinelMasterKilledWhileAFetchHoldsTheLock(t *testing.T) {
 		promoted.Round(time.Millisecond), replica.PTTL(ctx, lockKey(cfg)).Val().Round(time.Millisecond))
 
 	const n = 10
-	sources := []*forteauth.TokenSource{holder}
-	for range n - 1 {
-		_, ts := newSource()
-		sources = append(sources, ts)
-	}
+	_, others := fleetOf(n-1, newSource)
+	sources := append([]*forteauth.TokenSource{holder}, others...)
 	before := srv.Stats().TokenRequests
 	run := callContinuously(t, callerPace, sources...)
 	time.Sleep(3 * shortLifetime)
 	run.end()
 
 	checkFleetAfterFault(t, run, shortLifetime, n, srv.Stats().TokenRequests-before, failoverExtraRequests)
-	checkSharingResumed(t, srv, replica, cfg, holder,
-		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
+	checkSharingResumed(t, srv, replica, cfg, holder, newSource)
 }
 
 // TestClusterNodeRestartedMidRun kills the Cluster master that holds the
@@ -349,12 +349,7 @@ func TestClusterNodeRestartedMidRun(t *testing.T) {
 		return cfg, cfg.TokenSource(ctx)
 	}
 	const n = 6
-	var sources []*forteauth.TokenSource
-	var cfg *forteauth.Config
-	for range n {
-		cf, ts := newSource()
-		cfg, sources = cf, append(sources, ts)
-	}
+	cfg, sources := fleetOf(n, newSource)
 	m, err := admin.MasterForKey(ctx, storeKey(cfg))
 	if err != nil {
 		t.Fatal(err)
@@ -378,6 +373,5 @@ func TestClusterNodeRestartedMidRun(t *testing.T) {
 	run.end()
 
 	checkFleetAfterFault(t, run, shortLifetime, n, srv.Stats().TokenRequests, (n-1)*(lifetimesIn(run.elapsed, shortLifetime)+1)) // no more than without a store
-	checkSharingResumed(t, srv, admin, cfg, sources[0],
-		func() *forteauth.TokenSource { _, ts := newSource(); return ts })
+	checkSharingResumed(t, srv, admin, cfg, sources[0], newSource)
 }
