@@ -51,7 +51,7 @@ type entry struct {
 
 	// accepted is nil but for a token on trial (see unauthorized), and
 	// then set once the API has answered it with anything but 401. It is
-	// a pointer so that the copies postponed makes share it.
+	// a pointer so that the copies refreshAt makes share it.
 	accepted *atomic.Bool
 }
 
@@ -109,9 +109,10 @@ func (e *entry) state(now time.Time) state {
 //
 // Expiry is stable: calls in the same state (fresh, or one dueRecheck step
 // of the refresh window) get Equal values, counted from sentWall. Only a
-// wall clock set back since the fetch moves it, earlier by the step (see
-// wallStep): x/oauth2 compares Expiry with time.Now, and an Expiry counted
-// from sentWall alone would then fall after the real expiry.
+// wall clock set back since the fetch, by the margin or more, moves it,
+// earlier by the step (see wallStep): x/oauth2 compares Expiry with
+// time.Now, and an Expiry counted from sentWall alone would then fall
+// after the real expiry.
 func (e *entry) token(now time.Time) *oauth2.Token {
 	mono, wall := now.Sub(e.sent), time.Duration(now.UnixNano()-e.sentWall)
 	next := e.refreshAfter
@@ -134,27 +135,32 @@ func (e *entry) skew(now time.Time) time.Duration {
 // old, given its skew: counted from sentWall, and moved earlier by a step
 // of the wall clock back since the token's request.
 func (e *entry) wallTime(age, skew time.Duration) time.Time {
-	return time.Unix(0, e.sentWall+int64(age+wallStep(skew)))
+	return time.Unix(0, e.sentWall+int64(age+wallStep(skew, e.lifetime-e.staleAfter)))
 }
 
-// wallStepGrain separates noise from a step of the wall clock. The wall and
-// monotonic readings of one time.Now are taken apart, so the two ages of a
-// token disagree by nanoseconds to microseconds on every call; a
-// disagreement of half a grain or more is a step.
-const wallStepGrain = time.Millisecond
+// wallStepGrain is the grid a correction for a wall clock set back is
+// rounded down onto, so that the noise of each reading (the wall and
+// monotonic readings of one time.Now are taken apart, by microseconds, or
+// by milliseconds on a loaded machine) does not make Expiry flicker.
+const wallStepGrain = time.Second
 
 // wallStep returns how far to move an Expiry counted from sentWall, given
-// skew, the wall-clock age less the monotonic age: 0 while the wall clock
-// has not been set back (noise, or a suspend or a step forward, where the
-// wall-clock age is the token's age), else skew rounded down onto a grid
-// offset by half a grain, so that it is never later than skew and does not
-// flicker with the noise around any step.
-func wallStep(skew time.Duration) time.Duration {
-	const half = wallStepGrain / 2
-	if skew > -half {
+// skew, the wall-clock age less the monotonic age, and the token's margin.
+//
+// A step back smaller than the margin needs no correction: x/oauth2 stops
+// using a token oauth2Delta before its Expiry, and Expiry is at most
+// oauth2Delta after the stale point, so it drops the token at least the
+// margin before its real expiry; a step back takes that much off, no more.
+// So noise, and a suspend or a step forward (where the wall-clock age is
+// the token's age), give 0. A larger step back gives skew rounded down
+// onto a grid offset by half a grain: never later than skew, and stable
+// under the noise around it.
+func wallStep(skew, margin time.Duration) time.Duration {
+	if skew > -margin {
 		return 0
 	}
-	x := skew + half // ≤ 0
+	const half = wallStepGrain / 2
+	x := skew + half // < 0
 	q := x / wallStepGrain
 	if x%wallStepGrain != 0 {
 		q-- // round towards minus infinity
@@ -162,17 +168,9 @@ func wallStep(skew time.Duration) time.Duration {
 	return q*wallStepGrain - half
 }
 
-// postponed returns e with its next background refresh put off to age
-// after, but never past the stale point, after one more failure.
-func (e *entry) postponed(after time.Duration) *entry {
-	e2 := e.deferred(after)
-	e2.failures++
-	return e2
-}
-
-// deferred returns e with its next background refresh put off to age
+// refreshAt returns e with its next background refresh put off to age
 // after, but never past the stale point.
-func (e *entry) deferred(after time.Duration) *entry {
+func (e *entry) refreshAt(after time.Duration) *entry {
 	e2 := *e
 	e2.refreshAfter = min(after, e.staleAfter)
 	return &e2

@@ -96,23 +96,24 @@ func TestAgeUsesTheLargerOfWallAndMonotonicClocks(t *testing.T) {
 }
 
 func TestWallStep(t *testing.T) {
-	const g = wallStepGrain
+	const g, margin = wallStepGrain, 30 * time.Second
 	for _, c := range []struct{ skew, want time.Duration }{
 		{0, 0},
-		{time.Hour, 0}, // a suspend: the wall-clock age is the age
-		{-g/2 + 1, 0},  // noise
-		{-g / 2, -g / 2},
-		{-g, -3 * g / 2},
+		{time.Hour, 0},               // a suspend: the wall-clock age is the age
+		{-time.Millisecond, 0},       // noise
+		{-250 * time.Millisecond, 0}, // noise on a loaded machine
+		{-margin + 1, 0},             // a step back smaller than the margin
+		{-margin, -margin - g/2},
 		{-2 * time.Hour, -2*time.Hour - g/2},
 		{-2*time.Hour + g/4, -2*time.Hour - g/2}, // noise around a step
 		{-2*time.Hour - g/4, -2*time.Hour - g/2},
 	} {
-		got := wallStep(c.skew)
+		got := wallStep(c.skew, margin)
 		if got != c.want {
-			t.Errorf("wallStep(%v) = %v, want %v", c.skew, got, c.want)
+			t.Errorf("wallStep(%v, %v) = %v, want %v", c.skew, margin, got, c.want)
 		}
-		if c.skew < 0 && got > c.skew && c.skew <= -g/2 {
-			t.Errorf("wallStep(%v) = %v is later than the step", c.skew, got)
+		if got != 0 && got > c.skew {
+			t.Errorf("wallStep(%v, %v) = %v is later than the step", c.skew, margin, got)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -56,6 +57,14 @@ type Config struct {
 	// (for tests and local fakes). Required.
 	TokenURL string
 
+	// APIHosts lists the hosts of Forte's API that Client, and a Transport
+	// whose Hosts is empty, send the token to: "host" for any port, or
+	// "host:port". If empty, the token goes to TokenURL's host only, which
+	// is the API's host too; set it when the API is reached under another
+	// name or port (a proxy, "localhost" where TokenURL says "127.0.0.1").
+	// A request to any other host is sent without the token, and logged.
+	APIHosts []string
+
 	// HTTPClient sends token requests. If nil, the *http.Client stored in
 	// the context under oauth2.HTTPClient is used, else a client with a 30 s
 	// timeout. Token requests never follow redirects, whatever the
@@ -99,6 +108,12 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: RefreshWindow (%v) must be longer than ExpiryMargin (%v), or tokens go stale before any background refresh; raise RefreshWindow",
 			ErrInvalidConfig, c.refreshWindow(), c.expiryMargin())
 	}
+	for _, h := range c.APIHosts {
+		if host, _ := splitHostPort(h); host == "" || strings.ContainsAny(h, "/?#@ ") {
+			return fmt.Errorf("%w: APIHosts holds %q, which is not a host or host:port; give names such as \"api.prod.lemmax.com\" or \"127.0.0.1:8080\", without a scheme or path",
+				ErrInvalidConfig, h)
+		}
+	}
 	// The errors below show TokenURL only as redactor.url prints it: a
 	// password pasted into it stays out of them.
 	u, err := url.Parse(c.TokenURL)
@@ -124,6 +139,17 @@ func (c *Config) validate() error {
 // printedURL is TokenURL as c prints it; see redactor.url.
 func (c *Config) printedURL() string {
 	return newRedactor(c.ClientID, c.ClientSecret).url(c.TokenURL)
+}
+
+// apiHosts returns the hosts named in the APIHosts field's comment.
+func (c *Config) apiHosts() []string {
+	if len(c.APIHosts) > 0 {
+		return slices.Clone(c.APIHosts)
+	}
+	if u, err := url.Parse(c.TokenURL); err == nil && u.Host != "" {
+		return []string{u.Host}
+	}
+	return nil
 }
 
 func (c *Config) refreshWindow() time.Duration {
@@ -196,7 +222,8 @@ func (c *Config) TokenSource(ctx context.Context) *TokenSource {
 }
 
 // Client returns an *http.Client that adds a token from c.TokenSource(ctx)
-// to each request to the token endpoint's host, the host of Forte's API.
+// to each request to the API's hosts: c.APIHosts, by default the token
+// endpoint's host, the host of Forte's API.
 //
 // It keeps the Transport, Timeout, CheckRedirect and Jar of c.HTTPClient,
 // else of the oauth2.HTTPClient in ctx, else uses http.DefaultTransport
@@ -258,7 +285,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 // LogValue implements slog.LogValuer: c logs as a group of its fields, as
 // fmt prints them (without the secret or a password in TokenURL), under
 // snake_case keys such as client_id; a pointer or interface field logs as
-// its type name, and only if it is set.
+// its type name, and only if it is set, as an empty slice is left out.
 func (c Config) LogValue() slog.Value {
 	v := reflect.ValueOf(c.printable())
 	var attrs []slog.Attr
@@ -268,6 +295,10 @@ func (c Config) LogValue() slog.Value {
 		case reflect.Pointer, reflect.Interface:
 			if !f.IsNil() {
 				attrs = append(attrs, slog.String(name, fmt.Sprintf("%T", f.Interface())))
+			}
+		case reflect.Slice:
+			if f.Len() > 0 {
+				attrs = append(attrs, slog.Any(name, f.Interface()))
 			}
 		default:
 			attrs = append(attrs, slog.Any(name, f.Interface()))

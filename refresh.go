@@ -3,9 +3,6 @@ package forteauth
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -13,8 +10,8 @@ import (
 
 // This file decides when a TokenSource refreshes its token and runs the
 // refreshes: in the background while the token is usable, shared by every
-// waiting caller when it is not, with backoff and cool-down after
-// failures, and after the API rejected a token (the 401 flood guard).
+// waiting caller when it is not, from the Store when it holds a token that
+// will do, with backoff and cool-down after failures.
 
 // get returns a cached entry that may be handed out and the time it was
 // judged usable at. The fresh path is one clock read and one atomic load.
@@ -97,26 +94,26 @@ func (s *TokenSource) refresh(seen *entry) (*entry, error) {
 // and it holds a better token, else from the endpoint, and records the
 // outcome.
 func (s *TokenSource) replace(seen *entry) (*entry, error) {
-	if s.share != nil {
-		e, release := s.share.acquire(s.ctx, s.canReplace(seen), s.cfg.refreshWindow(), s.cfg.expiryMargin())
+	if s.shared != nil {
+		e, release := s.fromStore(seen)
 		if e != nil {
 			s.counters.storeHits.Add(1)
-			return s.store(e), nil
-		}
-		if old, ok := s.awaitStore(); ok {
-			return old, nil
+			return s.setCached(e), nil
 		}
 		defer release()
+		if old, ok := s.postponeForStore(); ok {
+			return old, nil
+		}
 	}
 	f, err := s.endpoint.fetch(s.ctx)
 	now := s.clock.now()
 	if err == nil {
-		e := newEntry(f.tok, f.sent, s.cfg.refreshWindow(), s.cfg.expiryMargin())
+		e := s.newEntry(f.tok, f.sent)
 		if e.state(now) != stale {
 			s.counters.fetches.Add(1)
-			e = s.store(e)
-			if s.share != nil {
-				s.share.save(s.ctx, e)
+			e = s.setCached(e)
+			if s.shared != nil {
+				s.shared.save(s.ctx, s.sealer, stored{e.tok, e.sent}, e.staleAfter-e.age(now))
 			}
 			return e, nil
 		}
@@ -132,15 +129,76 @@ func (s *TokenSource) replace(seen *entry) (*entry, error) {
 	return nil, s.coolDown(now, err)
 }
 
-// awaitStore puts a background refresh off until the Store's pause after a
-// fault ends, and returns the still-usable token to keep meanwhile, if the
-// Store is pausing and the token stays usable until then. A failover
-// makes every source whose refresh falls in it see a fault; fetching
-// directly would cost a token request each, where waiting for the new
-// master costs none. A token that goes stale first is fetched directly by
-// the callers that then wait, as without a Store.
-func (s *TokenSource) awaitStore() (*entry, bool) {
-	until, paused := s.share.pausedUntil()
+// newEntry is the cache entry for tok, requested at sent, with this
+// source's refresh window and margin.
+func (s *TokenSource) newEntry(tok *oauth2.Token, sent time.Time) *entry {
+	return newEntry(tok, sent, s.cfg.refreshWindow(), s.cfg.expiryMargin())
+}
+
+// setCached makes e, a new token, the one to hand out, and ends any
+// cool-down.
+func (s *TokenSource) setCached(e *entry) *entry {
+	e = s.unauthorized.admit(e)
+	s.cache.Store(e)
+	s.failure.Store(nil)
+	return e
+}
+
+// fromStore looks in the Store for a token to replace seen with, before
+// the caller fetches one (see sharing and lockOrWait). It returns the
+// entry to use, or nil and the function to call once the caller's own
+// fetch is over, which releases the fleet's refresh lock if the caller
+// took it.
+func (s *TokenSource) fromStore(seen *entry) (*entry, func()) {
+	st, locked, err := s.shared.read(s.ctx, s.sealer)
+	if err != nil {
+		return nil, noRelease
+	}
+	if e := s.adoptable(st, seen); e != nil {
+		return e, noRelease
+	}
+	st, release := s.shared.lockOrWait(s.ctx, s.sealer, st, locked)
+	if e := s.adoptable(st, seen); e != nil {
+		release()
+		return e, noRelease
+	}
+	return nil, release
+}
+
+// adoptable returns the entry for st, a token read from the Store, if it
+// may replace seen: not a token this source invalidated, not seen itself,
+// and usable; for a background refresh of a still-usable token, not
+// itself due for refresh, or the next call would only start another
+// refresh.
+func (s *TokenSource) adoptable(st stored, seen *entry) *entry {
+	if st.tok == nil || seen != nil && st.tok.AccessToken == seen.tok.AccessToken {
+		return nil
+	}
+	if s.unauthorized.wasRejected(st.tok.AccessToken) {
+		return nil
+	}
+	now := s.clock.now()
+	e := s.newEntry(st.tok, st.sent)
+	switch e.state(now) {
+	case fresh:
+		return e
+	case refreshDue:
+		if seen == nil || seen.state(now) == stale {
+			return e
+		}
+	}
+	return nil
+}
+
+// postponeForStore puts a background refresh off until the Store's pause
+// after a fault ends, and returns the still-usable token to keep
+// meanwhile, if the Store is pausing and the token stays usable until
+// then. A failover makes every source whose refresh falls in it see a
+// fault; fetching directly would cost a token request each, where waiting
+// for the new master costs none. A token that goes stale first is fetched
+// directly by the callers that then wait, as without a Store.
+func (s *TokenSource) postponeForStore() (*entry, bool) {
+	until, paused := s.shared.pausedUntil()
 	now := s.clock.now()
 	old := s.cache.Load()
 	if !paused || old == nil || old.state(now) != refreshDue {
@@ -150,33 +208,8 @@ func (s *TokenSource) awaitStore() (*entry, bool) {
 	if after >= old.staleAfter {
 		return nil, false
 	}
-	s.cache.CompareAndSwap(old, old.deferred(after))
+	s.cache.CompareAndSwap(old, old.refreshAt(after))
 	return old, true
-}
-
-// store caches e, a new token, as the one to hand out.
-func (s *TokenSource) store(e *entry) *entry {
-	e = s.onTrial(e)
-	s.cache.Store(e)
-	s.failure.Store(nil)
-	return e
-}
-
-// canReplace returns the test a token from the Store must pass to replace
-// seen: not a token this source invalidated, not seen itself, and usable;
-// for a background refresh of a still-usable token, not itself due for
-// refresh, or the next call would only start another refresh.
-func (s *TokenSource) canReplace(seen *entry) wanted {
-	rejected := s.rejected.Load()
-	return func(e *entry, now time.Time) bool {
-		switch {
-		case rejected != nil && e.tok.AccessToken == *rejected:
-			return false
-		case seen == nil || seen.state(now) == stale:
-			return e.state(now) != stale && (seen == nil || e.tok.AccessToken != seen.tok.AccessToken)
-		}
-		return e.tok.AccessToken != seen.tok.AccessToken && e.state(now) == fresh
-	}
 }
 
 // postponeRefresh keeps old, still usable, after a background refresh
@@ -184,7 +217,8 @@ func (s *TokenSource) canReplace(seen *entry) wanted {
 // Retry-After the endpoint sent if that is longer.
 func (s *TokenSource) postponeRefresh(old *entry, now time.Time, err error) {
 	age := old.age(now)
-	next := old.postponed(age + max(failureBackoff.after(old.failures+1), serverWait(err)))
+	next := old.refreshAt(age + max(failureBackoff.after(old.failures+1), serverWait(err)))
+	next.failures++
 	s.cache.CompareAndSwap(old, next)
 	s.log.Warn("forteauth: background token refresh failed; keeping the current token",
 		"error", err, "failures", next.failures,
@@ -219,105 +253,4 @@ func (s *TokenSource) coolDown(now time.Time, err error) error {
 	s.log.Error("forteauth: token fetch failed; callers get this error until the cool-down ends",
 		"error", err, "failures", f.count, "cool_down", d.Round(time.Millisecond))
 	return f.err
-}
-
-// unauthorized is a TokenSource's flood guard for 401s from the API.
-//
-// The first 401 to a token invalidates it, whatever its age, and the
-// request is sent once more with a new token. The new token is on trial
-// (entry.accepted is set) until the API answers anything but 401 to it. A
-// token on trial that is rejected before that shows that new tokens do not
-// help, so it starts a round: for a cool-down that grows with the rounds in
-// a row (as a failed fetch's does), 401s go back to callers as they are,
-// and no token is invalidated. After it, the next 401 invalidates the token
-// and its replacement is on trial in turn. An API that rejects every token
-// thus costs one token request per cool-down, not one per request.
-type unauthorized struct {
-	mu      sync.Mutex
-	rounds  int           // tokens on trial rejected in a row
-	until   time.Time     // no 401 invalidates a token before this
-	tried   *oauth2.Token // the token on trial whose rejection started the cool-down
-	pending bool          // a 401 emptied the cache: the next token stored is on trial
-}
-
-// answered records the status of the API's answer to a request sent with
-// a, and reports whether the request should be sent once more with another
-// token (see reauthorize): for a 401 only, at most once per request (the
-// caller's duty). Transport calls it after every request it sends with a
-// token from s.
-//
-// It is called after every request Transport sends with a token, so the
-// common case is inlined and costs two branches: only a 401 or a token on
-// trial does more, and a token on trial only an atomic load once the API
-// has accepted it.
-func (s *TokenSource) answered(a authorization, status int) bool {
-	if status != http.StatusUnauthorized && a.from.accepted == nil {
-		return false
-	}
-	return s.answeredSlow(a.from, status)
-}
-
-// answeredSlow is answered for a 401 or a token on trial.
-func (s *TokenSource) answeredSlow(e *entry, status int) bool {
-	if status == http.StatusUnauthorized {
-		return s.rejectedByAPI(e)
-	}
-	if !e.accepted.Load() && !e.accepted.Swap(true) {
-		// The API has taken a token on trial: new tokens help again,
-		// so the guard ends and the next rejection is recovered at once.
-		g := &s.unauthorized
-		g.mu.Lock()
-		g.rounds, g.until, g.tried = 0, time.Time{}, nil
-		g.mu.Unlock()
-	}
-	return false
-}
-
-// rejectedByAPI handles a 401 to e; see answered and unauthorized.
-func (s *TokenSource) rejectedByAPI(e *entry) bool {
-	now := s.clock.now()
-	g := &s.unauthorized
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if now.Before(g.until) {
-		return false
-	}
-	for {
-		cur := s.cache.Load()
-		if cur == nil || cur.tok != e.tok {
-			return true // already replaced or dropped: the retry gets another token
-		}
-		if cur.accepted != nil && !cur.accepted.Load() && g.tried != cur.tok {
-			g.rounds++
-			d := failureBackoff.after(g.rounds)
-			g.until, g.tried = now.Add(d), cur.tok
-			s.log.Warn("forteauth: the API rejected a new token before accepting any; its 401s are returned as they are until the cool-down ends; check the client's permissions, and that TokenURL and the API are in the same environment",
-				"rounds", g.rounds, "cool_down", d.Round(time.Millisecond))
-			return false
-		}
-		// cur, not e: a failed background refresh may have stored a copy
-		// of e with its refresh postponed, and that copy holds the token.
-		if s.cache.CompareAndSwap(cur, nil) {
-			s.counters.unauthorized.Add(1)
-			s.rejected.Store(&cur.tok.AccessToken)
-			g.pending = true
-			return true
-		}
-	}
-}
-
-// onTrial returns e to be stored as the cached token: on trial if it
-// replaces a token a 401 invalidated, or if it is fetched while the guard
-// holds (no token has been accepted since a round started).
-func (s *TokenSource) onTrial(e *entry) *entry {
-	g := &s.unauthorized
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.pending && g.rounds == 0 {
-		return e
-	}
-	g.pending = false
-	e2 := *e
-	e2.accepted = new(atomic.Bool)
-	return &e2
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,8 +32,8 @@ type TokenSource struct {
 	cfg      *Config // a copy, behind a pointer so that printing *s as a value does not reach the secret
 	err      error   // from cfg.validate; returned by every call
 	ctx      context.Context
-	host     string       // TokenURL's host: what Transport sends tokens to by default
-	clock    clock        // shared with endpoint and share
+	hosts    []string     // what Transport sends tokens to by default: Config.APIHosts, or TokenURL's host
+	clock    clock        // shared with endpoint and shared
 	red      *redactor    // for TokenURL as printed, and the logs
 	log      *slog.Logger // Config.Logger behind red
 	endpoint *endpoint
@@ -43,10 +43,11 @@ type TokenSource struct {
 	refreshing atomic.Bool             // a background refresh is running
 	group      singleflight.Group
 
-	share    *sharing               // nil without Config.Store
-	rejected atomic.Pointer[string] // the last token invalidated, which the Store may still hold
+	shared *sharing // nil without Config.Store
+	sealer *sealer  // names and seals this source's tokens in the Store
 
-	unauthorized unauthorized // the guard against 401 floods; see answered
+	unauthorized unauthorized // what 401s from the API do; see answered
+	skipped      hostSet      // hosts Transport sent requests to without a token, logged once each
 
 	counters // for Stats; last, away from the fields the fresh path reads
 }
@@ -63,12 +64,12 @@ func newTokenSource(ctx context.Context, c *Config) *TokenSource {
 		red:   newRedactor(cfg.ClientID, cfg.ClientSecret),
 	}
 	s.log = cfg.logger(s.red)
+	s.unauthorized.log = s.log
 	s.endpoint = newEndpoint(&cfg, cfg.httpClient(ctx), &s.clock, s.red, s.log, &s.counters)
-	if u, err := url.Parse(cfg.TokenURL); s.err == nil && err == nil {
-		s.host = u.Host
-	}
+	s.hosts = cfg.apiHosts()
 	if s.err == nil && cfg.Store != nil {
-		s.share, s.err = newSharing(&cfg, &s.clock, s.log, &s.counters, s.endpoint.retry.budget)
+		s.sealer, s.err = newSealer(cfg.TokenURL, cfg.ClientID, cfg.ClientSecret)
+		s.shared = newSharing(cfg.Store, &s.clock, s.log, &s.counters, s.endpoint.retry.budget)
 	}
 	return s
 }
@@ -112,7 +113,7 @@ func (s *TokenSource) Invalidate(tok *oauth2.Token) {
 			return
 		}
 		if s.cache.CompareAndSwap(e, nil) {
-			s.rejected.Store(&e.tok.AccessToken)
+			s.unauthorized.markRejected(e.tok.AccessToken)
 			return
 		}
 	}
@@ -126,12 +127,12 @@ type authorization struct {
 	from   *entry
 }
 
-// The methods below and answered (in refresh.go) are all that Transport
-// uses of a TokenSource.
+// The methods below, and answered and reauthorize (unauthorized.go), are
+// all that Transport uses of a TokenSource.
 
-// apiHost returns the host Transport sends tokens to when its Hosts is
+// apiHosts returns the hosts Transport sends tokens to when its Hosts is
 // empty, or the error that makes every call fail.
-func (s *TokenSource) apiHost() (string, error) { return s.host, s.err }
+func (s *TokenSource) apiHosts() ([]string, error) { return s.hosts, s.err }
 
 // authorize returns the authorization for one API request, waiting for a
 // token no longer than ctx allows.
@@ -143,17 +144,15 @@ func (s *TokenSource) authorize(ctx context.Context) (authorization, error) {
 	return authorization{e.header, e}, nil
 }
 
-// reauthorize returns the authorization to send a request once more with
-// after answered asked for it: a token other than a's, waiting for it no
-// longer than ctx allows. ok is false if there is none, and the request is
-// not to be sent again; when it is true, the replay is counted.
-func (s *TokenSource) reauthorize(ctx context.Context, a authorization) (next authorization, ok bool) {
-	next, err := s.authorize(ctx)
-	if err != nil || next.header == a.header {
-		return authorization{}, false
+// sentWithoutToken logs, once per host, that Transport sent a request to
+// host without a token because host is not among allowed: a request to
+// the API under another name ("localhost" for "127.0.0.1", another port)
+// would otherwise show only the API's 401.
+func (s *TokenSource) sentWithoutToken(host string, allowed []string) {
+	if s.skipped.add(host) {
+		s.log.Warn("forteauth: sent a request without a token: its host is not one the token goes to; if it is Forte's API, add it to Config.APIHosts (or Transport.Hosts)",
+			"host", host, "token_hosts", allowed)
 	}
-	s.counters.replays.Add(1)
-	return next, true
 }
 
 // Format implements fmt.Formatter: every verb prints the client ID, the
@@ -192,4 +191,28 @@ func redact(tok string) string {
 		return redacted
 	}
 	return fmt.Sprintf("%s…%s", tok[:4], redacted)
+}
+
+// maxSkippedHosts bounds the hosts a TokenSource remembers having logged,
+// so that a client that calls many hosts does not grow without bound.
+const maxSkippedHosts = 64
+
+// hostSet is a small set of host names that stops growing when full.
+type hostSet struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// add adds host and reports whether it is new; a full set takes nothing.
+func (h *hostSet) add(host string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.seen[host] || len(h.seen) >= maxSkippedHosts {
+		return false
+	}
+	if h.seen == nil {
+		h.seen = make(map[string]bool)
+	}
+	h.seen[host] = true
+	return true
 }

@@ -35,9 +35,12 @@ type Transport struct {
 
 	// Hosts lists the hosts that get the token, as "host" (any port) or
 	// "host:port", compared case-insensitively. If empty, a *TokenSource's
-	// token goes only to its token endpoint's host, Forte's API host. For
-	// any other Source every host gets the token, as with oauth2.Transport,
-	// except that a redirect to another host does not carry it.
+	// token goes only to its Config's APIHosts, by default the token
+	// endpoint's host, Forte's API host, and a request to another host is
+	// sent without it and logged (once per host) to the Config's Logger.
+	// For any other Source every host gets the token, as with
+	// oauth2.Transport, except that a redirect to another host does not
+	// carry it.
 	Hosts []string
 }
 
@@ -47,18 +50,24 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errors.New("forteauth: Transport needs a Source and a request with a URL")
 	}
-	// A *TokenSource is used only through apiHost, authorize, answered
-	// and reauthorize.
+	// A *TokenSource is used only through apiHosts, authorize, answered,
+	// reauthorize and sentWithoutToken.
 	ts, _ := t.Source.(*TokenSource)
-	var host string
+	hosts := t.Hosts
 	if ts != nil {
-		var err error
-		if host, err = ts.apiHost(); err != nil {
+		apiHosts, err := ts.apiHosts()
+		if err != nil {
 			closeBody(req)
 			return nil, err
 		}
+		if len(hosts) == 0 {
+			hosts = apiHosts
+		}
 	}
-	if !t.allowed(req, ts != nil, host) {
+	if !t.allowed(req, hosts) {
+		if ts != nil {
+			ts.sentWithoutToken(req.URL.Host, hosts)
+		}
 		return t.base().RoundTrip(req)
 	}
 	if req.URL.Scheme != "https" && !isLoopback(req.URL.Hostname()) {
@@ -184,19 +193,17 @@ func (t *Transport) base() http.RoundTripper {
 	return http.DefaultTransport
 }
 
-// allowed reports whether req's host may get the token; see Hosts.
-// cached says the Source is a *TokenSource, whose token goes to apiHost.
-func (t *Transport) allowed(req *http.Request, cached bool, apiHost string) bool {
-	switch {
-	case len(t.Hosts) > 0:
-		for _, h := range t.Hosts {
+// allowed reports whether req's host may get the token: one of hosts if
+// any are given, else (for a Source that is not a *TokenSource) any host
+// but one a redirect led to from another.
+func (t *Transport) allowed(req *http.Request, hosts []string) bool {
+	if len(hosts) > 0 {
+		for _, h := range hosts {
 			if matchHost(h, req.URL) {
 				return true
 			}
 		}
 		return false
-	case cached:
-		return matchHost(apiHost, req.URL)
 	}
 	first := req
 	for first.Response != nil && first.Response.Request != nil {

@@ -278,10 +278,14 @@ func storeKey(cfg *forteauth.Config) string {
 	if err != nil {
 		panic(err)
 	}
-	return "forteauth:v1:{" + hex.EncodeToString(id) + "}"
+	return "forteauth:v1:" + hex.EncodeToString(id)
 }
 
-func lockKey(cfg *forteauth.Config) string { return storeKey(cfg) + ":lock" }
+// lockKey is the name of the lock of cfg's key.
+func lockKey(cfg *forteauth.Config) string { return lockOf(storeKey(cfg)) }
+
+// lockOf is the name of key's lock, as the package doc gives it.
+func lockOf(key string) string { return key + ":lock{" + key + "}" }
 
 func sealer(cfg *forteauth.Config) cipher.AEAD {
 	k, err := hkdf.Key(sha256.New, []byte(cfg.ClientSecret), []byte(cfg.TokenURL+"\x00"+cfg.ClientID), "forteauth store seal v1", 32)

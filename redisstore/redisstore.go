@@ -1,6 +1,6 @@
 // Package redisstore lets the TokenSources of a fleet share one Forte token
-// through Redis: it implements forteauth.Store and the lock interfaces
-// (forteauth.Locker, Renewer and LockReader) on a go-redis client.
+// through Redis: it implements forteauth.Store and forteauth.Locker on a
+// go-redis client.
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"}) // or a Sentinel or Cluster client
 //	cfg := &forteauth.Config{
@@ -19,14 +19,22 @@
 // clear. docs/store.md in the repository says exactly what is stored and
 // what happens when Redis fails.
 //
-// The Store uses these commands, each on a single key but GetLocked's,
-// whose two keys forteauth names with one hash tag, so it works the same
-// on a single node, behind Sentinel and on a Cluster:
+// The Store keeps a key's value under the key itself, and the key's lock
+// under the key followed by ":lock" and, in braces, the key again: a Redis
+// Cluster hash tag, so that a value and its lock live in one slot and one
+// MGET reads both, on a single node, behind Sentinel and on a Cluster
+// alike. forteauth's keys are "forteauth:v1:" and 32 hex digits, so a
+// key and its lock are
+//
+//	forteauth:v1:<hex>
+//	forteauth:v1:<hex>:lock{forteauth:v1:<hex>}
+//
+// The commands, each on a single key or on a key and its lock:
 //
 //	Get        GET key
-//	GetLocked  MGET key lockKey
 //	Set        SET key value PX ttl
-//	Lock       SET key owner NX PX ttl    (owner: 128 random bits, hex)
+//	GetLocked  MGET key lock
+//	Lock       SET lock owner NX PX ttl    (owner: 128 random bits, hex)
 //	Renew      EVALSHA (or EVAL) of a compare-and-pexpire script
 //	Unlock     EVALSHA (or EVAL) of a compare-and-delete script
 //
@@ -68,17 +76,15 @@ import (
 )
 
 var (
-	_ forteauth.Store      = (*Store)(nil)
-	_ forteauth.Locker     = (*Store)(nil)
-	_ forteauth.Renewer    = (*Store)(nil)
-	_ forteauth.LockReader = (*Store)(nil)
+	_ forteauth.Store  = (*Store)(nil)
+	_ forteauth.Locker = (*Store)(nil)
 )
 
 // releaseTimeout bounds the release of a lock that was taken after its
 // caller had stopped waiting for it.
 const releaseTimeout = 5 * time.Second
 
-// Store is a forteauth.Store and forteauth.Renewer on Redis. It is safe
+// Store is a forteauth.Store and forteauth.Locker on Redis. It is safe
 // for concurrent use. Set it as forteauth.Config.Store; it is not meant to
 // be called directly.
 type Store struct {
@@ -177,18 +183,17 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 }
 
 // GetLocked returns the value stored under key, or nil if there is none,
-// and whether the lock named lockKey is held, with one MGET. On a Cluster
-// the two keys must hash to one slot, as forteauth's do; others fail with
-// CROSSSLOT.
-func (s *Store) GetLocked(ctx context.Context, key, lockKey string) (value []byte, locked bool, err error) {
+// and whether key's lock is held, with one MGET.
+func (s *Store) GetLocked(ctx context.Context, key string) (value []byte, locked bool, err error) {
 	type read struct {
 		v      []byte
 		locked bool
 	}
+	lock := lockKey(key)
 	r, err := do(ctx, s.dial, func() (read, error) {
-		vals, err := s.c.MGet(ctx, key, lockKey).Result()
+		vals, err := s.c.MGet(ctx, key, lock).Result()
 		if err != nil {
-			return read{}, fmt.Errorf("redisstore: MGET %s %s: %w", key, lockKey, err)
+			return read{}, fmt.Errorf("redisstore: MGET %s %s: %w", key, lock, err)
 		}
 		var r read
 		if v, ok := vals[0].(string); ok {
@@ -199,6 +204,11 @@ func (s *Store) GetLocked(ctx context.Context, key, lockKey string) (value []byt
 	})
 	return r.v, r.locked, err
 }
+
+// lockKey names key's lock: key's name, then ":lock" and key's name again
+// in braces, a Redis Cluster hash tag that puts the lock in key's slot. A
+// key without braces hashes whole, so the tag gives its slot.
+func lockKey(key string) string { return key + ":lock{" + key + "}" }
 
 // Set stores value under key for ttl, rounded up to a whole millisecond
 // (SET key value PX ttl).
@@ -213,8 +223,8 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	return err
 }
 
-// Lock takes the lock named key for ttl, rounded up to a whole
-// millisecond, unless it is held (SET key owner NX PX ttl). owner is 128
+// Lock takes key's lock for ttl, rounded up to a whole millisecond,
+// unless it is held (SET lock owner NX PX ttl). owner is 128
 // random bits in hex, to be passed to Unlock. A lock held by another gives
 // ok false and no error.
 //
@@ -225,13 +235,14 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (owner 
 	var b [16]byte
 	rand.Read(b[:]) // never fails since Go 1.24
 	me := hex.EncodeToString(b[:])
+	lock := lockKey(key)
 	taken := make(chan bool, 1)
 	ok, err = do(ctx, s.dial, func() (bool, error) {
-		cmd := redis.NewBoolCmd(ctx, "set", key, me, "nx", "px", millis(ttl))
+		cmd := redis.NewBoolCmd(ctx, "set", lock, me, "nx", "px", millis(ttl))
 		err := s.c.Process(ctx, cmd)
 		taken <- err == nil && cmd.Val()
 		if err != nil {
-			return false, fmt.Errorf("redisstore: SET %s NX: %w", key, err)
+			return false, fmt.Errorf("redisstore: SET %s NX: %w", lock, err)
 		}
 		return cmd.Val(), nil
 	})
@@ -251,28 +262,30 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (owner 
 	return me, true, nil
 }
 
-// Unlock releases the lock named key if owner still holds it, with a
+// Unlock releases key's lock if owner still holds it, with a
 // compare-and-delete script; a lock that expired and was taken by another
 // holder is left alone.
 func (s *Store) Unlock(ctx context.Context, key, owner string) error {
+	lock := lockKey(key)
 	_, err := do(ctx, s.dial, func() (struct{}, error) {
-		if err := unlockScript.Run(ctx, s.c, []string{key}, owner).Err(); err != nil {
-			return struct{}{}, fmt.Errorf("redisstore: unlock %s: %w", key, err)
+		if err := unlockScript.Run(ctx, s.c, []string{lock}, owner).Err(); err != nil {
+			return struct{}{}, fmt.Errorf("redisstore: unlock %s: %w", lock, err)
 		}
 		return struct{}{}, nil
 	})
 	return err
 }
 
-// Renew extends the lock named key to ttl from now, rounded up to a whole
+// Renew extends key's lock to ttl from now, rounded up to a whole
 // millisecond, if owner still holds it, with a compare-and-pexpire script.
 // A lock that has expired or is held by another gives ok false and no
 // error.
 func (s *Store) Renew(ctx context.Context, key, owner string, ttl time.Duration) (ok bool, err error) {
+	lock := lockKey(key)
 	return do(ctx, s.dial, func() (bool, error) {
-		n, err := renewScript.Run(ctx, s.c, []string{key}, owner, millis(ttl)).Int()
+		n, err := renewScript.Run(ctx, s.c, []string{lock}, owner, millis(ttl)).Int()
 		if err != nil {
-			return false, fmt.Errorf("redisstore: renew %s: %w", key, err)
+			return false, fmt.Errorf("redisstore: renew %s: %w", lock, err)
 		}
 		return n == 1, nil
 	})

@@ -63,51 +63,53 @@ func TestSetStoresBytesWithAMillisecondTTL(t *testing.T) {
 }
 
 // TestGetLockedReadsTheValueAndTheLock on a single node and on a Cluster,
-// where the token's key and its lock's share a hash tag as forteauth
-// names them; keys in two slots are refused there.
+// where a key's lock must hash to the key's slot for one MGET to read
+// both: keys spread over the slots all work.
 func TestGetLockedReadsTheValueAndTheLock(t *testing.T) {
-	ctx := context.Background()
 	for _, c := range []struct {
 		name  string
 		store func(t *testing.T) *redisstore.Store
+		keys  int
 	}{
-		{"single", func(t *testing.T) *redisstore.Store { return newStore(t, sharedAddr) }},
-		{"cluster", func(t *testing.T) *redisstore.Store { return redisstore.New(newClusterClient(t, clusterAddrs(t))) }},
+		{"single", func(t *testing.T) *redisstore.Store { return newStore(t, sharedAddr) }, 1},
+		{"cluster", func(t *testing.T) *redisstore.Store { return redisstore.New(newClusterClient(t, clusterAddrs(t))) }, 20},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := c.store(t)
-			key := "forteauth:test:{" + randomHex(8) + "}"
-			lock := key + ":lock"
-			check := func(what string, wantV []byte, wantLocked bool) {
-				t.Helper()
-				v, locked, err := s.GetLocked(ctx, key, lock)
-				if err != nil || !bytes.Equal(v, wantV) || locked != wantLocked || (wantV == nil) != (v == nil) {
-					t.Fatalf("%s: GetLocked = %q, %v, %v; want %q, %v, nil", what, v, locked, err, wantV, wantLocked)
-				}
-			}
-			check("nothing stored", nil, false)
-			owner, ok, err := s.Lock(ctx, lock, time.Minute)
-			if err != nil || !ok {
-				t.Fatalf("Lock = %v, %v", ok, err)
-			}
-			check("locked", nil, true)
-			value := []byte{1, 0, 0xff, '\r', '\n', 0}
-			if err := s.Set(ctx, key, value, time.Minute); err != nil {
-				t.Fatal(err)
-			}
-			check("stored and locked", value, true)
-			if err := s.Unlock(ctx, lock, owner); err != nil {
-				t.Fatal(err)
-			}
-			check("stored", value, false)
-			if c.name == "cluster" {
-				_, _, err := s.GetLocked(ctx, "forteauth:test:{a}", "forteauth:test:{b}") // slots 15495 and 3300
-				if err == nil || !strings.Contains(err.Error(), "CROSSSLOT") || !strings.HasPrefix(err.Error(), "redisstore: MGET ") {
-					t.Errorf("GetLocked of two slots: %v, want a CROSSSLOT error", err)
-				}
+			for range c.keys {
+				checkGetLocked(t, s, "forteauth:v1:"+randomHex(16))
 			}
 		})
 	}
+}
+
+// checkGetLocked takes key through no value, locked, stored and locked,
+// and stored, reading each with GetLocked.
+func checkGetLocked(t *testing.T, s *redisstore.Store, key string) {
+	t.Helper()
+	ctx := context.Background()
+	check := func(what string, wantV []byte, wantLocked bool) {
+		t.Helper()
+		v, locked, err := s.GetLocked(ctx, key)
+		if err != nil || !bytes.Equal(v, wantV) || locked != wantLocked || (wantV == nil) != (v == nil) {
+			t.Fatalf("%s: GetLocked(%s) = %q, %v, %v; want %q, %v, nil", what, key, v, locked, err, wantV, wantLocked)
+		}
+	}
+	check("nothing stored", nil, false)
+	owner, ok, err := s.Lock(ctx, key, time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("Lock = %v, %v", ok, err)
+	}
+	check("locked", nil, true)
+	value := []byte{1, 0, 0xff, '\r', '\n', 0}
+	if err := s.Set(ctx, key, value, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	check("stored and locked", value, true)
+	if err := s.Unlock(ctx, key, owner); err != nil {
+		t.Fatal(err)
+	}
+	check("stored", value, false)
 }
 
 func TestLockIsExclusive(t *testing.T) {
@@ -119,10 +121,10 @@ func TestLockIsExclusive(t *testing.T) {
 	if err != nil || !ok || !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(owner) {
 		t.Fatalf("Lock = %q, %v, %v; want a 128-bit hex owner", owner, ok, err)
 	}
-	if got := rdb.Get(ctx, key).Val(); got != owner {
+	if got := rdb.Get(ctx, lockOf(key)).Val(); got != owner {
 		t.Fatalf("the lock holds %q, want the owner %q", got, owner)
 	}
-	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > time.Minute {
+	if ttl := rdb.PTTL(ctx, lockOf(key)).Val(); ttl <= 0 || ttl > time.Minute {
 		t.Fatalf("the lock's PTTL = %v, want (0, 1m]", ttl)
 	}
 	for _, s := range []*redisstore.Store{a, b} {
@@ -170,13 +172,13 @@ func TestUnlockDeletesOnlyItsOwnLock(t *testing.T) {
 	if err := s.Unlock(ctx, key, "0123456789abcdef0123456789abcdef"); err != nil {
 		t.Fatal(err)
 	}
-	if got := rdb.Get(ctx, key).Val(); got != owner {
+	if got := rdb.Get(ctx, lockOf(key)).Val(); got != owner {
 		t.Fatalf("Unlock by another owner deleted the lock (it holds %q)", got)
 	}
 	if err := s.Unlock(ctx, key, owner); err != nil {
 		t.Fatal(err)
 	}
-	if n := rdb.Exists(ctx, key).Val(); n != 0 {
+	if n := rdb.Exists(ctx, lockOf(key)).Val(); n != 0 {
 		t.Fatal("Unlock by the owner left the lock")
 	}
 
@@ -195,7 +197,7 @@ func TestUnlockDeletesOnlyItsOwnLock(t *testing.T) {
 	if err := s.Unlock(ctx, key, old); err != nil {
 		t.Fatal(err)
 	}
-	if got := rdb.Get(ctx, key).Val(); got != current {
+	if got := rdb.Get(ctx, lockOf(key)).Val(); got != current {
 		t.Fatalf("the old holder's Unlock released the new holder's lock (it holds %q)", got)
 	}
 	// Unlocking what is not locked is no error.
@@ -213,16 +215,16 @@ func TestRenewExtendsOnlyItsOwnLease(t *testing.T) {
 	if ok, err := s.Renew(ctx, key, owner, time.Minute); !ok || err != nil {
 		t.Fatalf("Renew by the owner = %v, %v; want true, nil", ok, err)
 	}
-	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= time.Second || ttl > time.Minute {
+	if ttl := rdb.PTTL(ctx, lockOf(key)).Val(); ttl <= time.Second || ttl > time.Minute {
 		t.Fatalf("after Renew for 1m the lock's PTTL = %v, want (1s, 1m]", ttl)
 	}
 	if ok, err := s.Renew(ctx, key, "0123456789abcdef0123456789abcdef", time.Hour); ok || err != nil {
 		t.Fatalf("Renew by another owner = %v, %v; want false, nil", ok, err)
 	}
-	if ttl := rdb.PTTL(ctx, key).Val(); ttl > time.Minute {
+	if ttl := rdb.PTTL(ctx, lockOf(key)).Val(); ttl > time.Minute {
 		t.Fatalf("Renew by another owner extended the lock to %v", ttl)
 	}
-	if got := rdb.Get(ctx, key).Val(); got != owner {
+	if got := rdb.Get(ctx, lockOf(key)).Val(); got != owner {
 		t.Fatalf("the lock holds %q after Renew, want the owner %q", got, owner)
 	}
 	// A lease that ran out is not brought back.
@@ -230,7 +232,7 @@ func TestRenewExtendsOnlyItsOwnLease(t *testing.T) {
 	if ok, err := s.Renew(ctx, key+"-gone", old, time.Minute); ok || err != nil {
 		t.Fatalf("Renew of a lock that is not there = %v, %v; want false, nil", ok, err)
 	}
-	if n := rdb.Exists(ctx, key+"-gone").Val(); n != 0 {
+	if n := rdb.Exists(ctx, lockOf(key+"-gone")).Val(); n != 0 {
 		t.Fatal("Renew of a lock that is not there created it")
 	}
 }
@@ -297,18 +299,18 @@ func TestTheDocumentedACLSuffices(t *testing.T) {
 	}
 
 	s := newACLStore()
-	key := "forteauth:test:{" + randomHex(8) + "}"
-	owner, ok, err := s.Lock(ctx, key+":lock", time.Minute)
+	key := "forteauth:test:" + randomHex(8)
+	owner, ok, err := s.Lock(ctx, key, time.Minute)
 	if err != nil || !ok {
 		t.Fatalf("Lock = %v, %v", ok, err)
 	}
-	if ok, err := s.Renew(ctx, key+":lock", owner, time.Minute); err != nil || !ok {
+	if ok, err := s.Renew(ctx, key, owner, time.Minute); err != nil || !ok {
 		t.Fatalf("Renew = %v, %v", ok, err)
 	}
-	if _, locked, err := s.GetLocked(ctx, key, key+":lock"); err != nil || !locked {
+	if _, locked, err := s.GetLocked(ctx, key); err != nil || !locked {
 		t.Fatalf("GetLocked = %v, %v", locked, err)
 	}
-	if err := s.Unlock(ctx, key+":lock", owner); err != nil {
+	if err := s.Unlock(ctx, key, owner); err != nil {
 		t.Fatal(err)
 	}
 
@@ -347,7 +349,7 @@ func TestErrorsNameThePackage(t *testing.T) {
 	_, _, lockErr := s.Lock(ctx, "k", time.Second)
 	unlockErr := s.Unlock(ctx, "k", "o")
 	_, renewErr := s.Renew(ctx, "k", "o", time.Second)
-	_, _, getLockedErr := s.GetLocked(ctx, "{k}", "{k}:lock")
+	_, _, getLockedErr := s.GetLocked(ctx, "k")
 	for name, err := range map[string]error{"Get": getErr, "Set": setErr, "Lock": lockErr, "Unlock": unlockErr, "Renew": renewErr, "GetLocked": getLockedErr} {
 		if err == nil || !strings.HasPrefix(err.Error(), "redisstore: ") {
 			t.Errorf("%s: %v, want an error starting with \"redisstore: \"", name, err)
@@ -383,7 +385,7 @@ func TestCallsReturnWhenTheContextEnds(t *testing.T) {
 		}
 	}
 	call("Get", func(ctx context.Context) error { _, err := s.Get(ctx, "k"); return err })
-	call("GetLocked", func(ctx context.Context) error { _, _, err := s.GetLocked(ctx, "{k}", "{k}:lock"); return err })
+	call("GetLocked", func(ctx context.Context) error { _, _, err := s.GetLocked(ctx, "k"); return err })
 	call("Set", func(ctx context.Context) error { return s.Set(ctx, "k", []byte("v"), time.Minute) })
 	call("Unlock", func(ctx context.Context) error { return s.Unlock(ctx, "other", "o") })
 	call("Renew", func(ctx context.Context) error { _, err := s.Renew(ctx, "other", "o", time.Minute); return err })
@@ -394,18 +396,18 @@ func TestCallsReturnWhenTheContextEnds(t *testing.T) {
 	// waiting for it: the Store releases it.
 	r.resume()
 	eventually(t, 20*time.Second, "the abandoned lock to be released", func() bool {
-		return unlocks.Load() > before && rdb.Exists(context.Background(), "l").Val() == 0
+		return unlocks.Load() > before && rdb.Exists(context.Background(), lockOf("l")).Val() == 0
 	})
 }
 
-// scriptHook counts the unlock script's successful runs on key "l".
+// scriptHook counts the unlock script's successful runs on key "l"'s lock.
 type scriptHook struct{ n *atomic.Int64 }
 
 func (h scriptHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h scriptHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if name, args := cmd.Name(), cmd.Args(); (name == "evalsha" || name == "eval") && len(args) > 3 && args[3] == "l" && err == nil {
+		if name, args := cmd.Name(), cmd.Args(); (name == "evalsha" || name == "eval") && len(args) > 3 && args[3] == lockOf("l") && err == nil {
 			h.n.Add(1)
 		}
 		return err
