@@ -62,3 +62,48 @@ func ExampleNewUnstartedServer() {
 	// serving on l: true
 	// expires_in: 120
 }
+
+// NewMemoryServer serves without a network, for tests that run in a
+// testing/synctest bubble, where its latency, delays and holds pass on the
+// bubble's fake clock:
+//
+//	synctest.Test(t, func(t *testing.T) {
+//		srv := fortetest.NewMemoryServer()
+//		defer srv.Close()
+//		srv.SetLatency(5 * time.Second) // takes no real time
+//		...
+//	})
+//
+// Only its own client reaches it, so give that to forteauth as HTTPClient.
+func ExampleNewMemoryServer() {
+	srv := fortetest.NewMemoryServer()
+	defer srv.Close()
+	srv.SetLifetime(10 * time.Minute)
+	cfg := &forteauth.Config{
+		ClientID:     srv.ClientID,
+		ClientSecret: srv.ClientSecret,
+		TokenURL:     srv.TokenURL,
+		HTTPClient:   srv.Client(),
+	}
+	fmt.Println("token URL:", cfg.TokenURL)
+
+	tok, err := cfg.Token(context.Background())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("expires_in:", tok.ExpiresIn)
+
+	// cfg.Client sends API requests through srv.Client too.
+	resp, err := cfg.Client(context.Background()).Get(srv.URL + "/v3/payments")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.Status)
+	// Output:
+	// token URL: https://fortetest.invalid/auth/v1/oauth2/token
+	// expires_in: 600
+	// 200 OK
+}

@@ -1,5 +1,6 @@
 // Package fortetest provides a fake Forte token endpoint and API, on a real
-// loopback HTTP server, for tests of code that authenticates with forteauth.
+// loopback HTTP server or in memory, for tests of code that authenticates
+// with forteauth.
 //
 // The server speaks the token endpoint's contract exactly: POST
 // /auth/v1/oauth2/token with a JSON body holding client_id and
@@ -11,6 +12,9 @@
 //	srv := fortetest.NewServer()
 //	defer srv.Close()
 //	cfg := &forteauth.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+//
+// For tests run in a testing/synctest bubble, NewMemoryServer serves the
+// same fake without a network.
 //
 // The command fortetoken fake (cmd/fortetoken) runs a Server as a process
 // of its own, for manual tests and for code in other languages.
@@ -53,9 +57,11 @@ type Server struct {
 	// Listener is what the server will accept connections on. A server
 	// from NewUnstartedServer listens on a random loopback port until
 	// Listener is replaced before Start or StartTLS; see NewUnstartedServer.
+	// A server from NewMemoryServer has none: Listener is nil.
 	Listener net.Listener
 
-	hs *httptest.Server
+	hs  *httptest.Server // nil for a memory server
+	mem *memoryTransport // nil for a network server
 
 	mu          sync.Mutex
 	lifetime    time.Duration
@@ -129,15 +135,20 @@ func NewTLSServer() *Server {
 // plain http only to loopback hosts, and the fake's credentials are
 // public.
 func NewUnstartedServer() *Server {
-	s := &Server{
+	s := newServer()
+	s.hs = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.Listener = s.hs.Listener
+	return s
+}
+
+// newServer returns a Server with its defaults and nothing to serve on.
+func newServer() *Server {
+	return &Server{
 		ClientID:     DefaultClientID,
 		ClientSecret: DefaultClientSecret,
 		lifetime:     time.Hour,
 		tokens:       make(map[string]time.Time),
 	}
-	s.hs = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
-	s.Listener = s.hs.Listener
-	return s
 }
 
 // Start starts serving plain http on Listener. It panics if the server
@@ -174,12 +185,25 @@ func (s *Server) started() {
 	s.TokenURL = s.hs.URL + TokenPath
 }
 
-// Close shuts the server down, waiting for requests in progress.
-func (s *Server) Close() { s.hs.Close() }
+// Close shuts the server down, waiting for requests in progress. A memory
+// server does not wait: see NewMemoryServer.
+func (s *Server) Close() {
+	if s.mem != nil {
+		s.mem.close()
+		return
+	}
+	s.hs.Close()
+}
 
 // Client returns an *http.Client for the server: for a TLS server, one
-// that trusts its certificate. Use it as forteauth.Config.HTTPClient.
-func (s *Server) Client() *http.Client { return s.hs.Client() }
+// that trusts its certificate; for a memory server, the only one that
+// reaches it. Use it as forteauth.Config.HTTPClient.
+func (s *Server) Client() *http.Client {
+	if s.mem != nil {
+		return s.mem.client
+	}
+	return s.hs.Client()
+}
 
 // SetLifetime sets the lifetime of tokens issued from now on. It is sent as
 // whole seconds (expires_in), rounded up, at least one.
@@ -279,45 +303,71 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	// Read the body first: only then does net/http notice a client that
 	// gives up during the pauses below.
 	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
-	s.mu.Lock()
-	s.stats.TokenRequests++
-	s.lastRequest = r.Header.Clone()
-	latency, lifetime, held := s.latency, s.lifetime, s.held
-	if s.latencySpan > 0 {
-		latency += rand.N(s.latencySpan + 1)
-	}
-	var fail *Failure
-	switch {
-	case len(s.next) > 0:
-		fail = &s.next[0]
-		s.next = s.next[1:]
-	case s.failRate > 0 && rand.Float64() < s.failRate:
-		f := s.failWith
-		fail = &f
-	}
-	s.mu.Unlock()
-
-	if held != nil {
-		select {
-		case <-held:
-		case <-r.Context().Done():
-			return
-		}
-	}
-	if fail != nil {
-		latency += fail.Delay
-	}
-	if !pause(r, latency) {
+	a := s.chooseTokenAnswer(r)
+	if !a.wait(r) {
 		return
 	}
-	if fail != nil {
-		writeFailure(w, fail)
+	if a.fail != nil {
+		writeFailure(w, a.fail)
 		return
 	}
 	if status, msg := s.checkTokenRequest(r, body, readErr); status != 0 {
 		writeError(w, status, msg)
 		return
 	}
+	s.issueToken(w, a.lifetime)
+}
+
+// tokenAnswer is how the token endpoint answers one request, settled
+// when the request arrives so that settings changed while it waits
+// apply only to later ones.
+type tokenAnswer struct {
+	held     chan struct{} // if non-nil, wait for it to close first
+	latency  time.Duration // then wait this long, any Failure.Delay included
+	fail     *Failure      // then answer this, or else a token if the request is valid
+	lifetime time.Duration // of that token
+}
+
+// chooseTokenAnswer counts a token request and settles its answer,
+// using up one of the failures FailNext queued if there is one.
+func (s *Server) chooseTokenAnswer(r *http.Request) tokenAnswer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.TokenRequests++
+	s.lastRequest = r.Header.Clone()
+	a := tokenAnswer{held: s.held, latency: s.latency, lifetime: s.lifetime}
+	if s.latencySpan > 0 {
+		a.latency += rand.N(s.latencySpan + 1)
+	}
+	switch {
+	case len(s.next) > 0:
+		a.fail = &s.next[0]
+		s.next = s.next[1:]
+	case s.failRate > 0 && rand.Float64() < s.failRate:
+		f := s.failWith
+		a.fail = &f
+	}
+	if a.fail != nil {
+		a.latency += a.fail.Delay
+	}
+	return a
+}
+
+// wait waits out the hold and the latency, or until the client goes away;
+// it reports whether to answer.
+func (a tokenAnswer) wait(r *http.Request) bool {
+	if a.held != nil {
+		select {
+		case <-a.held:
+		case <-r.Context().Done():
+			return false
+		}
+	}
+	return pause(r, a.latency)
+}
+
+// issueToken records a new token that lasts lifetime and answers with it.
+func (s *Server) issueToken(w http.ResponseWriter, lifetime time.Duration) {
 	tok := newToken()
 	s.mu.Lock()
 	s.tokens[tok] = time.Now().Add(lifetime)
