@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/forteauth/forteauth/fortetest"
@@ -330,41 +331,38 @@ func (c *noWaitCheck) Token() (*oauth2.Token, error) {
 }
 
 // TestThroughOAuth2NewClientNoRequestWaitsAfterTheFirst runs the real
-// oauth2.NewClient, on the real clock, over two lifetimes of 6 s tokens
-// (one with -short). The refresh window is 3 s and the margin 1.5 s, so
-// every background refresh has at least 0.75 s before anyone would wait.
+// oauth2.NewClient, in a synctest bubble, over three lifetimes of 6 s
+// tokens, with four callers each making a request every 50 ms. The
+// refresh window is 3 s and the margin 1.5 s, so every background refresh
+// has at least 0.75 s before anyone would wait.
 func TestThroughOAuth2NewClientNoRequestWaitsAfterTheFirst(t *testing.T) {
-	t.Parallel()
-	srv := fortetest.NewServer()
-	defer srv.Close()
-	srv.SetLifetime(6 * time.Second)
-	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
-	check := &noWaitCheck{ts: cfg.TokenSource(context.Background())}
-	c := oauth2.NewClient(context.Background(), check)
+	synctest.Test(t, func(t *testing.T) {
+		srv := fortetest.NewMemoryServer()
+		const lifetime, lifetimes = 6 * time.Second, 3
+		srv.SetLifetime(lifetime)
+		cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL, HTTPClient: srv.Client()}
+		check := &noWaitCheck{ts: cfg.TokenSource(context.Background())}
+		c := oauth2.NewClient(context.WithValue(context.Background(), oauth2.HTTPClient, srv.Client()), check)
 
-	lifetimes := 2
-	if testing.Short() {
-		lifetimes = 1
-	}
-	stop := time.Now().Add(time.Duration(lifetimes)*6*time.Second + time.Second)
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for time.Now().Before(stop) {
-				if code := get(t, c, srv.URL+"/v3/x"); code != 200 {
-					t.Errorf("status %d", code)
-					return
+		stop := time.Now().Add(lifetimes*lifetime + time.Second)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for time.Now().Before(stop) {
+					if code := get(t, c, srv.URL+"/v3/x"); code != 200 {
+						t.Errorf("status %d", code)
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
 				}
-			}
-		})
-	}
-	wg.Wait()
-	check.mu.Lock()
-	defer check.mu.Unlock()
-	if check.waits != 0 {
-		t.Fatalf("%d of %d calls through oauth2.NewClient had to wait for a fetch", check.waits, check.calls)
-	}
-	if st := srv.Stats(); st.APIExpired != 0 || st.TokenRequests < lifetimes+1 {
-		t.Fatalf("expired-token requests %d, token requests %d", st.APIExpired, st.TokenRequests)
-	}
+			})
+		}
+		wg.Wait()
+		if check.waits != 0 {
+			t.Fatalf("%d of %d calls through oauth2.NewClient had to wait for a fetch", check.waits, check.calls)
+		}
+		if st := srv.Stats(); st.APIExpired != 0 || st.APIRejected != 0 || st.TokenRequests < lifetimes+1 {
+			t.Fatalf("expired-token requests %d, rejected %d, token requests %d", st.APIExpired, st.APIRejected, st.TokenRequests)
+		}
+	})
 }

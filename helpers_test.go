@@ -150,6 +150,7 @@ type sourceSettings struct {
 	srv      *fortetest.Server
 	tokenURL string
 	clock    *fakeClock
+	bubble   bool
 	mods     []func(*Config)
 }
 
@@ -185,35 +186,60 @@ func withClock(clock *fakeClock) sourceOption {
 	return func(s *sourceSettings) { s.clock = clock }
 }
 
+// inBubble makes the source one for a test inside synctest.Test: on the
+// bubble's clock, with real (and so fake) waits, and fetching from a
+// fortetest memory server, its own unless withServer names one.
+func inBubble() sourceOption {
+	return func(s *sourceSettings) { s.bubble = true }
+}
+
 // newTestSource returns a TokenSource on a fake clock with instant retry
-// waits. Without withServer or withTokenURL, it starts a fortetest server
-// of its own, closed at the end of t.
+// waits, or, inBubble, on the bubble's clock. Without withServer or
+// withTokenURL, it starts a fortetest server of its own, closed at the
+// end of t.
 func newTestSource(t *testing.T, opts ...sourceOption) *testSource {
 	t.Helper()
 	var set sourceSettings
 	for _, opt := range opts {
 		opt(&set)
 	}
-	var cfg *Config
-	if set.tokenURL != "" {
-		cfg = configFor(set.tokenURL)
-	} else {
-		if set.srv == nil {
-			set.srv = fortetest.NewServer()
-			t.Cleanup(set.srv.Close)
-		}
-		cfg = &Config{ClientID: set.srv.ClientID, ClientSecret: set.srv.ClientSecret, TokenURL: set.srv.TokenURL}
-	}
-	for _, mod := range set.mods {
-		mod(cfg)
+	cfg := set.config(t)
+	ts := cfg.TokenSource(context.Background())
+	if set.bubble {
+		return &testSource{ts: ts, srv: set.srv}
 	}
 	if set.clock == nil {
 		set.clock = newFakeClock()
 	}
 	rec := &sleepRecorder{clock: set.clock}
-	ts := cfg.TokenSource(context.Background())
 	ts.clock = testClock(set.clock, rec)
 	return &testSource{ts: ts, clock: set.clock, sleeps: rec, srv: set.srv}
+}
+
+// config returns the Config set describes, starting its server if need be.
+func (set *sourceSettings) config(t *testing.T) *Config {
+	t.Helper()
+	var cfg *Config
+	switch {
+	case set.tokenURL != "":
+		cfg = configFor(set.tokenURL)
+	default:
+		if set.srv == nil {
+			set.srv = fortetest.NewServer()
+			if set.bubble {
+				set.srv = fortetest.NewMemoryServer()
+			}
+			t.Cleanup(set.srv.Close)
+		}
+		cfg = &Config{ClientID: set.srv.ClientID, ClientSecret: set.srv.ClientSecret, TokenURL: set.srv.TokenURL}
+		if set.bubble {
+			cfg.HTTPClient = set.srv.Client()
+		}
+	}
+	for _, mod := range set.mods {
+		mod(cfg)
+	}
+	return cfg
 }
 
 // fetchedSource returns a TokenSource for the fake server that holds a

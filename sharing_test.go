@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/forteauth/forteauth/fortetest"
@@ -84,43 +85,6 @@ func (f *failingWrites) Lock(context.Context, string, time.Duration) (string, bo
 	return "", false, errors.New("OOM command not allowed when used memory > 'maxmemory'")
 }
 
-func TestFirstStoreCallHasTimeToConnect(t *testing.T) {
-	srv := fortetest.NewServer()
-	defer srv.Close()
-	sources, store, _ := fleet(t, srv, 1, nil)
-	ts := sources[0]
-	mustToken(t, ts)
-	ts.Invalidate(nil)
-	mustToken(t, ts)
-	store.mu.Lock()
-	budgets := append([]time.Duration(nil), store.budgets...)
-	store.mu.Unlock()
-	if len(budgets) < 2 {
-		t.Fatalf("%d Gets, want at least 2", len(budgets))
-	}
-	// A SYN dropped by a full listen queue is sent again after 1 s.
-	if first := budgets[0]; first <= 2*time.Second || first > storeConnectTimeout {
-		t.Errorf("the first Get had %v, want more than a TCP SYN retry and the handshake (2 s), at most storeConnectTimeout", first)
-	}
-	if last := budgets[len(budgets)-1]; last > storeTimeout {
-		t.Errorf("a Get on a store that has answered had %v, want at most storeTimeout (%v)", last, storeTimeout)
-	}
-}
-
-func TestSlowStoreDelaysAFetchByAtMostTheStoreTimeout(t *testing.T) {
-	srv := fortetest.NewServer()
-	defer srv.Close()
-	sources, store, _ := fleet(t, srv, 1, nil)
-	stall := make(chan struct{})
-	defer close(stall)
-	store.set(func(m *memStore) { m.stall = stall })
-
-	within(t, "Token with a store that never answers", func() { mustToken(t, sources[0]) })
-	if n := tokenRequests(srv); n != 1 {
-		t.Fatalf("token requests = %d, want 1 direct fetch", n)
-	}
-}
-
 func TestBackgroundRefreshWaitsOutAStorePauseInsteadOfFetching(t *testing.T) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
@@ -161,4 +125,45 @@ func TestBackgroundRefreshWaitsOutAStorePauseInsteadOfFetching(t *testing.T) {
 	if n := tokenRequests(srv); n != 2 {
 		t.Fatalf("token requests = %d, want 2: one per lifetime for the fleet", n)
 	}
+}
+
+// TestFirstStoreCallHasTimeToConnect: a source's calls before its Store
+// first answers get storeConnectTimeout, to open a connection; the later
+// ones storeTimeout.
+func TestFirstStoreCallHasTimeToConnect(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sources, m, _ := bubbleFleet(t, 1)
+		ts := sources[0]
+		mustToken(t, ts)
+		ts.Invalidate(nil)
+		mustToken(t, ts)
+		// A SYN dropped by a full listen queue is sent again after 1 s.
+		if len(m.budgets) < 2 || m.budgets[0] != storeConnectTimeout || m.budgets[len(m.budgets)-1] != storeTimeout {
+			t.Errorf("the reads had %v, want %v for the first, %v once the store has answered", m.budgets, storeConnectTimeout, storeTimeout)
+		}
+		if storeConnectTimeout <= 2*time.Second {
+			t.Errorf("storeConnectTimeout %v leaves no room for a TCP SYN sent again after 1 s and the handshake", storeConnectTimeout)
+		}
+	})
+}
+
+// TestSlowStoreDelaysAFetchByAtMostTheStoreTimeout: once a Store has
+// answered, a read it never answers costs a fetch storeTimeout, after
+// which the source fetches directly.
+func TestSlowStoreDelaysAFetchByAtMostTheStoreTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sources, m, srv := bubbleFleet(t, 1)
+		ts := sources[0]
+		mustToken(t, ts)
+		stall := make(chan struct{})
+		defer close(stall)
+		m.set(func(m *memStore) { m.stall = stall })
+
+		ts.Invalidate(nil)
+		start := time.Now()
+		mustToken(t, ts)
+		if took := time.Since(start); took != storeTimeout || tokenRequests(srv) != 2 {
+			t.Errorf("Token with a store that stopped answering took %v, and %d token requests in all; want %v and 2", took, tokenRequests(srv), storeTimeout)
+		}
+	})
 }
