@@ -241,16 +241,6 @@ func (c *Config) Client(ctx context.Context) *http.Client {
 	}
 }
 
-// logger returns the one logger of everything made from c (a
-// TokenSource, its endpoint and its Store sharing): c.Logger behind a redactingHandler
-// using r, or one that discards everything if c.Logger is nil.
-func (c *Config) logger(r *redactor) *slog.Logger {
-	if c.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(&redactingHandler{c.Logger.Handler(), r})
-}
-
 // printable is the Config shown by fmt, encoding/json and log/slog: the
 // secret replaced by a marker that still tells whether one is set, and
 // TokenURL as printedURL shows it.

@@ -160,8 +160,8 @@ func (p *endpoint) request(ctx context.Context) (fetched, retry, error) {
 	tok, err := parseToken(data, p.red)
 	if err != nil {
 		// The message quotes token_type and Content-Type, which the server chose.
-		return fetched{}, final, fmt.Errorf("%w: %s", ErrInvalidResponse, p.red.String(fmt.Sprintf("%v (HTTP %d, %d bytes, Content-Type %q)",
-			err, resp.StatusCode, len(data), resp.Header.Get("Content-Type"))))
+		return fetched{}, final, fmt.Errorf("%w: %v (HTTP %d, %d bytes, Content-Type %q)",
+			ErrInvalidResponse, err, resp.StatusCode, len(data), p.red.withhold(resp.Header.Get("Content-Type")))
 	}
 	tok.Expiry = sent.Add(time.Duration(tok.ExpiresIn) * time.Second).Round(0)
 	return fetched{tok, sent}, final, nil
@@ -272,35 +272,44 @@ func (e *statusError) Error() string {
 }
 
 // statusError builds the error for a non-2xx answer. A misbehaving server
-// (or a proxy) could echo the request anywhere in its answer, so the secret
-// is scrubbed from everything kept: the body and what is decoded from it,
-// and, in place, the status line and the headers of resp, which the error
-// holds and %+v of it could print.
+// (or a proxy) could echo the request anywhere in its answer, so every
+// value kept that holds the secret is withheld: the body, the error code
+// and description decoded from it, and, in place, the status line and the
+// headers of resp, which the error holds and %+v of it could print.
 func (p *endpoint) statusError(resp *http.Response, body []byte) error {
 	wait := retryAfter(resp.Header.Get("Retry-After"), p.clock.now())
-	resp.Status = p.red.String(resp.Status)
+	body = body[:min(len(body), maxBodySize)]
+	code, desc := errorFields(body)
+	resp.Status = p.red.withhold(resp.Status)
 	p.red.header(resp.Header)
 	p.red.header(resp.Trailer)
-	body = p.red.body(body[:min(len(body), maxBodySize)])
-	re := &oauth2.RetrieveError{Response: resp, Body: body}
+	re := &oauth2.RetrieveError{
+		Response:         resp,
+		Body:             []byte(p.red.withhold(string(body))),
+		ErrorCode:        p.red.withhold(code),
+		ErrorDescription: p.red.withhold(desc),
+	}
+	return &statusError{re, wait}
+}
+
+// errorFields returns the code and description of an error body: Forte's
+// {"error": {"reason", "message"}}, or RFC 6749's {"error": "code"}.
+func errorFields(body []byte) (code, desc string) {
 	var forte struct {
 		Error json.RawMessage `json:"error"`
 	}
-	if json.Unmarshal(body, &forte) == nil && len(forte.Error) > 0 {
-		var detail struct {
-			Reason  string `json:"reason"`
-			Message string `json:"message"`
-		}
-		var code string
-		// Every string decoded from the scrubbed body has been through
-		// the redactor (see redactor.body), these two included.
-		if json.Unmarshal(forte.Error, &detail) == nil {
-			re.ErrorCode, re.ErrorDescription = detail.Reason, detail.Message
-		} else if json.Unmarshal(forte.Error, &code) == nil {
-			re.ErrorCode = code // an RFC 6749 error body
-		}
+	if json.Unmarshal(body, &forte) != nil || len(forte.Error) == 0 {
+		return "", ""
 	}
-	return &statusError{re, wait}
+	var detail struct {
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(forte.Error, &detail) == nil {
+		return detail.Reason, detail.Message
+	}
+	json.Unmarshal(forte.Error, &code)
+	return code, ""
 }
 
 // tokenResponse is the 2xx body of POST /auth/v1/oauth2/token.
@@ -366,7 +375,7 @@ func parseToken(body []byte, red *redactor) (*oauth2.Token, error) {
 	case !validHeaderToken(d.AccessToken):
 		return nil, errors.New("data.access_token holds characters that cannot be sent in an Authorization header")
 	case !strings.EqualFold(d.TokenType, "Bearer"):
-		return nil, fmt.Errorf("data.token_type is %q; only Bearer is supported", d.TokenType)
+		return nil, fmt.Errorf("data.token_type is %q; only Bearer is supported", red.withhold(d.TokenType))
 	case !d.ExpiresIn.set:
 		return nil, errors.New("data.expires_in is missing")
 	case d.ExpiresIn.n <= 0:
@@ -381,7 +390,7 @@ func parseToken(body []byte, red *redactor) (*oauth2.Token, error) {
 // dataFields returns the fields of body's "data" object as encoding/json
 // decodes them into an any, for Token.Extra, as x/oauth2 keeps a token
 // answer's fields. Every token handed out shares the one map, so it must
-// not be modified; red.fields removes the secret from it first.
+// not be modified; red.fields withholds the secret from it first.
 func dataFields(body []byte) map[string]any {
 	var r struct {
 		Data map[string]any `json:"data"`

@@ -892,11 +892,10 @@ func TestExtraNeverHoldsTheSecret(t *testing.T) {
 	if tok.Extra("access_token") != testAccessToken {
 		t.Error("redaction changed the other fields")
 	}
-	dump := fmt.Sprintf("%v %v %v", tok.Extra("echo"), tok.Extra(secret), tok.Extra(redacted))
-	if strings.Contains(dump, secret) || tok.Extra(secret) != nil {
-		t.Fatalf("Extra holds the secret the server echoed")
+	if tok.Extra(secret) != nil {
+		t.Error("Extra kept a field whose name is the secret")
 	}
-	if tok.Extra(redacted) != float64(1) {
-		t.Errorf("a key holding the secret was not redacted: %v", tok.Extra(redacted))
+	if got := tok.Extra("echo"); got != withheld {
+		t.Errorf("Extra(echo), which held the secret, is %s; want it withheld", hide(fmt.Sprint(got), secret))
 	}
 }

@@ -30,6 +30,7 @@ import (
 // secret changes.
 var awkwardSecrets = []struct{ name, secret string }{
 	{"plain", "s3cr3t-value-XYZ"},
+	{"with a space", "s3cr3t value"},
 	{`with "`, `s3cr3t"value`},
 	{`with \`, `s3cr3t\value`},
 	{"with <", "s3cr3t<value"},
@@ -126,27 +127,22 @@ func assertNoForm(t *testing.T, what, s string, forms map[string]string) {
 	}
 }
 
-func TestRedactorRemovesEveryForm(t *testing.T) {
+func TestRedactorWithholdsEveryForm(t *testing.T) {
 	for _, sc := range awkwardSecrets {
 		t.Run(sc.name, func(t *testing.T) {
 			r := newRedactor(testClientID, sc.secret)
 			forms := encodedForms(testClientID, sc.secret)
-			for name, f := range forms {
-				got := r.String("before " + f + " after")
-				assertNoForm(t, "redacted "+name, got, forms)
-				if got != "before [REDACTED] after" {
-					t.Errorf("%s: got %d bytes %q around the marker, want only \"before [REDACTED] after\"", name, len(got), stripForms(got, forms))
-				}
-			}
 			var all []string
-			for _, f := range forms {
+			for name, f := range forms {
+				if got := r.withhold("before " + f + " after"); got != withheld {
+					assertNoForm(t, "withheld "+name, got, forms)
+					t.Errorf("%s: got %d bytes %q, want the marker alone", name, len(got), stripForms(got, forms))
+				}
 				all = append(all, f)
 			}
 			slices.Sort(all)
-			got := r.String(strings.Join(all, "|"))
-			assertNoForm(t, "every form, joined", got, forms)
-			if n := strings.Count(got, redacted); n < len(all) {
-				t.Errorf("%d forms joined gave %d markers", len(all), n)
+			if got := r.withhold(strings.Join(all, "|")); got != withheld {
+				t.Errorf("every form, joined: got %q, want the marker alone", stripForms(got, forms))
 			}
 		})
 	}
@@ -164,55 +160,58 @@ func TestRedactorLeavesOtherTextAlone(t *testing.T) {
 	r := newRedactor(testClientID, testSecret)
 	for _, s := range []string{
 		"", "forteauth: token endpoint answered 401 Unauthorized", `{"error":{"message":"invalid params"}}`,
-		"%41%42 \\u0041", "s3cr3t-value", "S3CR3T-VALUE-XYZ",
+		"%41%42 \\u0041 \\x41 a+b", "s3cr3t-value", "S3CR3T-VALUE-XYZ", "s3cr3t-value-XY", `{"b":1,"a":"x"}`,
 	} {
-		if got := r.String(s); got != s {
-			t.Errorf("String(%q) = %q, want it unchanged", s, got)
+		if got := r.withhold(s); got != s {
+			t.Errorf("withhold(%q) = %q, want it unchanged", s, got)
 		}
 	}
-	if got := string(r.body([]byte(`{"b":1,"a":"x"}`))); got != `{"b":1,"a":"x"}` {
-		t.Errorf("body without the secret changed to %q; want the bytes as they were", got)
-	}
 }
 
-func TestRedactorExemptsShortSecretsFromSubstrings(t *testing.T) {
+func TestRedactorLooksForShortSecretsOnlyAsWholeValues(t *testing.T) {
 	r := newRedactor(testClientID, "cab")
-	if got := r.String("grab a cab"); got != "grab a cab" {
-		t.Errorf("a 3-byte secret redacted ordinary text: %q", got)
+	if got := r.withhold("grab a cab"); got != "grab a cab" {
+		t.Errorf("a 3-byte secret withheld ordinary text: %q", got)
 	}
-	if got := r.String("cab"); got != redacted {
-		t.Errorf("text that is exactly the 3-byte secret became %q, want %q", got, redacted)
+	if got := r.withhold("cab"); got != withheld {
+		t.Errorf("text that is exactly the 3-byte secret became %q, want %q", got, withheld)
 	}
-	if got := string(r.body([]byte(`{"client_secret":"cab","note":"a cab"}`))); got != `{"client_secret":"[REDACTED]","note":"a cab"}` {
-		t.Errorf("JSON value equal to a 3-byte secret: body %q", got)
+	if got := r.withhold(`{"error":{"client_secret":"cab","note":"a cab"}}`); got != withheld {
+		t.Errorf("a JSON string equal to a 3-byte secret: %q, want %q", got, withheld)
 	}
-	if got := newRedactor(testClientID, "abcd").String("xabcdx"); got != "x[REDACTED]x" {
-		t.Errorf("a 4-byte secret inside text: %q, want it redacted", got)
+	if got := r.withhold(`{"note":"a cab"}`); got != `{"note":"a cab"}` {
+		t.Errorf("JSON that holds a 3-byte secret only inside a string: %q, want it unchanged", got)
+	}
+	if got := newRedactor(testClientID, "abcd").withhold("xabcdx"); got != withheld {
+		t.Errorf("a 4-byte secret inside text: %q, want it withheld", got)
 	}
 }
 
-func TestRedactorBodyDecodesNestedJSON(t *testing.T) {
+func TestRedactorSeesThroughNestedJSON(t *testing.T) {
 	secret := `s3cr3t"value`
 	r := newRedactor(testClientID, secret)
-	forms := encodedForms(testClientID, secret)
 	req, _ := json.Marshal(map[string]string{"client_secret": secret})
 	inner, _ := json.Marshal(map[string]string{"echo": string(req)})
 	body, _ := json.Marshal(map[string]any{"error": map[string]any{"message": string(inner)}})
-	got := r.body(body)
-	assertNoForm(t, "body", string(got), forms)
-	var v struct {
-		Error struct{ Message string } `json:"error"`
+	if got := r.withhold(string(body)); got != withheld {
+		t.Errorf("the secret JSON-escaped three times over was not seen: %d bytes left", len(got))
 	}
-	if err := json.Unmarshal(got, &v); err != nil {
-		t.Fatalf("redacted body is not JSON: %v", err)
+}
+
+func TestRedactorFieldsWithholdsOnlyTheFieldsThatHoldTheSecret(t *testing.T) {
+	r := newRedactor(testClientID, testSecret)
+	m := map[string]any{"access_token": "t", "echo": map[string]any{"secret": testSecret}, "note": "ok " + url.QueryEscape(testSecret), testSecret: 1}
+	got := r.fields(m)
+	want := map[string]any{"access_token": "t", "echo": withheld, "note": withheld}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("fields = %v, want %v", hide(fmt.Sprint(got)), want)
 	}
-	var echo struct{ Echo string }
-	if err := json.Unmarshal([]byte(v.Error.Message), &echo); err != nil {
-		t.Fatalf("the message is no longer JSON: %v", err)
+	if _, ok := m["echo"].(map[string]any); !ok {
+		t.Error("fields changed the map it was given")
 	}
-	assertNoForm(t, "JSON two strings deep", echo.Echo, forms)
-	if !strings.Contains(echo.Echo, redacted) {
-		t.Errorf("JSON two strings deep, %q, has no marker", stripForms(echo.Echo, forms))
+	clean := map[string]any{"access_token": "t"}
+	if got := r.fields(clean); fmt.Sprintf("%p", got) != fmt.Sprintf("%p", clean) {
+		t.Error("fields copied a map that holds no secret")
 	}
 }
 
@@ -463,153 +462,39 @@ func checkWhatIsLeft(t *testing.T, way string, status int, err error, re *oauth2
 	want := ""
 	switch way {
 	case "307 Location", "307 Location with lower-case escapes":
-		want = `to "https://elsewhere.example/token?client_secret=[REDACTED]"; set TokenURL`
+		want = `to "` + withheld + `"; set TokenURL`
 	case "reason phrase":
-		want = "answered 400 Bad client_secret [REDACTED]"
+		want = "answered " + withheld
 	case "JSON string in error.message", "JSON as PHP writes it":
-		want = `(Unauthorized: "client_secret [REDACTED] is wrong")`
+		want = `(Unauthorized: "` + withheld + `")`
 	case "JSON with every character escaped":
-		want = `(Unauthorized: "[REDACTED]")`
+		want = `(Unauthorized: "` + withheld + `")`
 	case "201 with the secret as token_type":
-		want = `data.token_type is "[REDACTED]"; only Bearer is supported (HTTP 201, `
+		want = `data.token_type is "` + withheld + `"; only Bearer is supported (HTTP 201, `
 		if !errors.Is(err, ErrInvalidResponse) {
 			t.Errorf("error %q does not wrap ErrInvalidResponse", stripForms(msg, forms))
 		}
 	case "response trailer":
 		if status != 0 {
-			if got := re.Response.Trailer.Get("X-Echo"); got != redacted {
-				t.Errorf("trailer X-Echo is %q, want %q", stripForms(got, forms), redacted)
+			if got := re.Response.Trailer.Get("X-Echo"); got != withheld {
+				t.Errorf("trailer X-Echo is %q, want %q", stripForms(got, forms), withheld)
 			}
 		}
 	case "response headers":
 		if status != 0 {
-			for _, k := range []string{"X-Echo", "X-Echo-Json", "X-Echo-Query"} {
-				if got := re.Response.Header.Get(k); got != redacted {
-					t.Errorf("header %s is %q, want %q", k, stripForms(got, forms), redacted)
+			for _, k := range []string{"X-Echo", "X-Echo-Json", "X-Echo-Query", "X-Echo-Auth"} {
+				if got := re.Response.Header.Get(k); got != withheld {
+					t.Errorf("header %s is %q, want %q", k, stripForms(got, forms), withheld)
 				}
 			}
-			if got := re.Response.Header.Get("X-Echo-Auth"); got != "Basic "+redacted {
-				t.Errorf("header X-Echo-Auth is %q, want %q", stripForms(got, forms), "Basic "+redacted)
+			if got := re.Response.Header.Get("Content-Length"); got != "0" {
+				t.Errorf("header Content-Length is %q, want it unchanged, \"0\"", got)
 			}
 		}
 	}
 	if !strings.Contains(msg, want) {
 		t.Errorf("error %q does not contain %q", stripForms(msg, forms), want)
 	}
-}
-
-// logCapture is a slog.Handler that keeps every string it is handed,
-// attributes given to WithAttrs and group names included, resolving
-// LogValuers and walking groups.
-type logCapture struct {
-	mu   sync.Mutex
-	recs int
-	seen []string
-}
-
-func (c *logCapture) Enabled(context.Context, slog.Level) bool { return true }
-
-func (c *logCapture) Handle(_ context.Context, r slog.Record) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.recs++
-	c.seen = append(c.seen, r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		c.walk(a)
-		return true
-	})
-	return nil
-}
-
-func (c *logCapture) WithAttrs(as []slog.Attr) slog.Handler {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, a := range as {
-		c.walk(a)
-	}
-	return c
-}
-
-func (c *logCapture) WithGroup(name string) slog.Handler {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.seen = append(c.seen, name)
-	return c
-}
-
-func (c *logCapture) walk(a slog.Attr) {
-	c.seen = append(c.seen, a.Key)
-	v := a.Value.Resolve()
-	switch v.Kind() {
-	case slog.KindGroup:
-		for _, g := range v.Group() {
-			c.walk(g)
-		}
-	case slog.KindAny:
-		if err, ok := v.Any().(error); ok {
-			c.seen = append(c.seen, err.Error())
-		}
-		c.seen = append(c.seen, fmt.Sprintf("%+v", v.Any()), fmt.Sprintf("%#v", v.Any()))
-	default:
-		c.seen = append(c.seen, v.String())
-	}
-}
-
-func (c *logCapture) snapshot() (int, []string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.recs, slices.Clone(c.seen)
-}
-
-// secretValuer logs as the secret, as a careless LogValuer could.
-type secretValuer struct{ secret string }
-
-func (v secretValuer) LogValue() slog.Value { return slog.StringValue("valuer " + v.secret) }
-
-func TestRedactingHandlerRedactsEveryAttribute(t *testing.T) {
-	secret := `s3cr3t<"value`
-	forms := encodedForms(testClientID, secret)
-	capture := &logCapture{}
-	cfg := configFor(SandboxTokenURL)
-	cfg.ClientSecret = secret
-	cfg.Logger = slog.New(capture)
-	log := cfg.logger(newRedactor(cfg.ClientID, secret))
-
-	log.Info("message "+secret,
-		"string", "s "+secret,
-		"error", fmt.Errorf("wrapped: %w", errors.New("e "+forms["encoding/json"])),
-		"valuer", secretValuer{secret},
-		"struct", struct{ S string }{forms["base64 std"]},
-		slog.Group("g", slog.Group("h", "deep", forms["url.QueryEscape"], "n", 3)),
-		secret, "as a key")
-	log.With("with", secret).WithGroup("group "+secret).Info("with attrs", "k", secretValuer{secret})
-
-	recs, seen := capture.snapshot()
-	if recs != 2 {
-		t.Fatalf("the handler got %d records, want 2", recs)
-	}
-	for _, s := range seen {
-		assertNoForm(t, "a logged string", s, forms)
-	}
-	for _, want := range []string{"message [REDACTED]", "s [REDACTED]", "wrapped: e [REDACTED]", "valuer [REDACTED]", "{S:[REDACTED]}", "3", "group [REDACTED]"} {
-		if !slices.Contains(seen, want) {
-			t.Errorf("the handler never got %q; it got %q", want, stripAll(seen, forms))
-		}
-	}
-
-	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg.Logger = quiet
-	if cfg.logger(newRedactor(cfg.ClientID, secret)).Enabled(context.Background(), slog.LevelInfo) {
-		t.Error("the redacting logger is enabled for Info under a handler that wants Warn and above")
-	}
-}
-
-func stripAll(ss []string, forms map[string]string) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = stripForms(s, forms)
-	}
-	return out
 }
 
 const urlPassword = "hunter2-pa55word"
@@ -626,10 +511,10 @@ func TestValidationErrorsNeverQuoteUserInfo(t *testing.T) {
 	}{
 		{"URL that does not parse", "https://user:" + urlPassword + "@example.com/%zz", `TokenURL does not parse as a URL: invalid URL escape "%zz"`},
 		{"URL that does not parse, the secret as password", "https://user:" + testSecret + "@example.com/%zz", "TokenURL does not parse as a URL"},
-		{"no host", "https://user:" + urlPassword + "@/auth/v1/oauth2/token", `TokenURL "https://user:[REDACTED]@/auth/v1/oauth2/token" has no host`},
-		{"no scheme, the secret as password", "user:" + testSecret + "@example.com/auth/v1/oauth2/token", `TokenURL "user:[REDACTED]@example.com/auth/v1/oauth2/token" has no host`},
-		{"the secret as user name, no host", "https://" + testSecret + "@/auth/v1/oauth2/token", `TokenURL "https://[REDACTED]@/auth/v1/oauth2/token" has no host`},
-		{"plain http with the secret in the query", "http://example.com/token?client_secret=" + testSecret, `TokenURL "http://example.com/token?client_secret=[REDACTED]" is plain http`},
+		{"no host", "https://user:" + urlPassword + "@/auth/v1/oauth2/token", `TokenURL "https://user:xxxxx@/auth/v1/oauth2/token" has no host`},
+		{"no scheme, the secret as password", "user:" + testSecret + "@example.com/auth/v1/oauth2/token", `TokenURL "` + withheld + `" has no host`},
+		{"the secret as user name, no host", "https://" + testSecret + "@/auth/v1/oauth2/token", `TokenURL "` + withheld + `" has no host`},
+		{"plain http with the secret in the query", "http://example.com/token?client_secret=" + testSecret, `TokenURL "` + withheld + `" is plain http`},
 	}
 	forms := passwordForms()
 	for k, v := range encodedForms(testClientID, testSecret) {
@@ -679,8 +564,8 @@ func TestPrintingNeverShowsTokenURLPassword(t *testing.T) {
 	tests := []struct {
 		name, tokenURL, want string
 	}{
-		{"password", "https://user:" + urlPassword + "@example.com/auth/v1/oauth2/token", "https://user:[REDACTED]@example.com/auth/v1/oauth2/token"},
-		{"secret as user name", "https://" + testSecret + "@example.com/auth/v1/oauth2/token", "https://[REDACTED]@example.com/auth/v1/oauth2/token"},
+		{"password", "https://user:" + urlPassword + "@example.com/auth/v1/oauth2/token", "https://user:xxxxx@example.com/auth/v1/oauth2/token"},
+		{"secret as user name", "https://" + testSecret + "@example.com/auth/v1/oauth2/token", withheld},
 		{"does not parse", "https://user:" + urlPassword + "@example.com/%zz", "[REDACTED] (does not parse as a URL)"},
 	}
 	for _, tt := range tests {
