@@ -149,3 +149,15 @@ func TestTokenSourceFormattingHidesSecretAndToken(t *testing.T) {
 		t.Errorf("nil *TokenSource prints %q", s)
 	}
 }
+
+func TestHostSetStopsGrowingWhenFull(t *testing.T) {
+	var h hostSet
+	for i := range maxSkippedHosts {
+		if !h.add(fmt.Sprint("host-", i)) {
+			t.Fatalf("host %d was not new", i)
+		}
+	}
+	if h.add("host-0") || h.add("one-more") || len(h.seen) != maxSkippedHosts {
+		t.Fatalf("a full set took a host: %d hosts", len(h.seen))
+	}
+}

@@ -192,6 +192,55 @@ func TestTransportSendsTheTokenOnlyToAllowedHosts(t *testing.T) {
 	}
 }
 
+// TestConfigAPIHostsSetsWhereClientSendsTheToken: Config.APIHosts names
+// the API under another host than TokenURL's, and Client sends the token
+// there and only there.
+func TestConfigAPIHostsSetsWhereClientSendsTheToken(t *testing.T) {
+	srv := fortetest.NewServer() // 127.0.0.1:port
+	defer srv.Close()
+	asLocalhost := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	log := &sendLog{base: http.DefaultTransport}
+	cfg := &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL,
+		APIHosts: []string{"localhost"}, HTTPClient: &http.Client{Transport: log}}
+	c := cfg.Client(context.Background())
+	if code := get(t, c, asLocalhost+"/v3/a"); code != 200 {
+		t.Fatalf("the API under APIHosts answered %d, want 200", code)
+	}
+	get(t, c, srv.URL+"/v3/b")
+	if n := len(log.auth); n != 3 || log.auth[1] == "" || log.auth[2] != "" { // the token request, then the two
+		t.Fatalf("APIHosts [localhost]: %d requests, localhost got a token: %v, 127.0.0.1 got one: %v; want only localhost",
+			n, n > 1 && log.auth[1] != "", n > 2 && log.auth[2] != "")
+	}
+}
+
+// TestARequestSentWithoutATokenIsLoggedOncePerHost: a request that
+// Transport sends without a token because of its host is logged, once for
+// each host, naming the hosts that get the token and where to add one.
+func TestARequestSentWithoutATokenIsLoggedOncePerHost(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	logger, logs := newTestLogger()
+	ts := newTestSource(t, withServer(srv), withConfig(func(c *Config) { c.Logger = logger })).ts
+	c := &http.Client{Transport: &Transport{Source: ts}}
+	asLocalhost := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	for range 3 {
+		if code := get(t, c, asLocalhost+"/v3/x"); code != http.StatusUnauthorized {
+			t.Fatalf("the API, reached under another name, answered %d; want 401 to a request without a token", code)
+		}
+	}
+	get(t, c, srv.URL+"/v3/x")
+	out := logs.String()
+	if n := strings.Count(out, "sent a request without a token"); n != 1 {
+		t.Fatalf("logged %d times for three requests to one host, want once:\n%s", n, out)
+	}
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, want := range []string{"host=localhost:", "token_hosts=[" + host + "]", "Config.APIHosts"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log line does not say %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestRedirectToAnotherHostCarriesNoToken(t *testing.T) {
 	var gotB atomic.Value
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
