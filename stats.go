@@ -7,7 +7,21 @@ import "time"
 //
 // The counters only ever grow. Each is read atomically, but not all in one
 // step, so a snapshot taken while a fetch ends may show some of its counts
-// and not yet others. docs/observability.md says which to alert on.
+// and not yet others.
+//
+// What to alert on:
+//
+//   - Expiry within twice Config.RefreshWindow of now while
+//     BackgroundFailures rises: the token endpoint is failing; callers are
+//     still served, and will not be once the token runs out. This is the
+//     one to have. (An idle source lets its token run out too, so alert
+//     on the two together.)
+//   - CoolDownErrors, or FetchFailures beyond BackgroundFailures, rising:
+//     callers are getting errors now.
+//   - Unauthorized rising: the API rejects the tokens it is given; check
+//     that the credentials and TokenURL belong to the API's environment.
+//   - StoreFaults rising: the shared Store is failing; callers are served,
+//     at the cost of a token request per process.
 type Stats struct {
 	// TokenRequests counts the HTTP requests sent to the token endpoint,
 	// retries included, whatever their outcome.
@@ -50,12 +64,13 @@ type Stats struct {
 	StoreHits int64
 	// StoreFaults counts the Store calls (Get, Set, Lock, Unlock) that
 	// failed or timed out. After each, the source leaves the Store alone
-	// for a while and fetches directly; see docs/store.md.
+	// for a while and fetches directly; see Store.
 	StoreFaults int64
 
 	// Expiry is when the cached token expires: when its request was sent,
 	// on the wall clock, plus its lifetime (expires_in), moved earlier by
-	// as much as the wall clock has been set back since. It is later than
+	// as much as the wall clock has been set back since, if by the margin
+	// or more. It is later than
 	// the Expiry of the *oauth2.Token that Token returns, which is when the
 	// source wants to be asked again. It may be in the past for a token
 	// that has gone stale while nothing asked for one. It is the zero Time

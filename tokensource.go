@@ -14,20 +14,34 @@ import (
 
 // TokenSource is a caching oauth2.TokenSource for one Config, safe for
 // concurrent use. Make one with Config.TokenSource and share it; it needs
-// no Close.
+// no Close, and no goroutine it starts outlives the fetch it runs.
 //
-// While the cached token is fresh, Token returns it without locking or
-// waiting. Once the refresh window opens (Config.RefreshWindow before
-// expiry; the exact start is random, early in the window, so that a fleet
-// does not refresh in step), one background fetch replaces the token while
-// callers keep using it; if that fetch fails the token is kept, the failure
-// is logged and the next attempt backs off. With no token, or one within
-// Config.ExpiryMargin of expiry, callers wait for a single shared fetch,
-// each only as long as its own context allows. When a waited-for fetch
-// fails, callers get its error for a short cool-down (growing to 30 s
-// while failures continue) rather than each sending a request.
+// What a caller may rely on:
 //
-// No goroutine outlives the fetch it runs.
+//   - While the cached token is fresh, Token returns it without locking or
+//     waiting: one clock read and one atomic load.
+//   - Once the refresh window opens (Config.RefreshWindow before expiry;
+//     the exact start is random, early in the window, so that a fleet does
+//     not refresh in step), the next call starts one background fetch and
+//     every caller keeps getting the current token meanwhile. If that
+//     fetch fails the token is kept, the failure is logged, and the next
+//     attempt waits 1 s, doubling to 30 s (or the endpoint's Retry-After,
+//     up to 5 minutes).
+//   - A token is never handed out within Config.ExpiryMargin of its
+//     expiry. With no such token, callers wait for one shared fetch, each
+//     only as long as its own context allows; a caller that gives up ends
+//     its own wait, not the fetch.
+//   - A fetch makes at most 4 requests within 30 s, 10 s each, retrying
+//     network errors, 408, 429 and 5xx, honouring Retry-After. When a
+//     fetch that callers waited for fails, callers get its error at once,
+//     without a request, for a cool-down of 0.5 to 1 s that doubles while
+//     failures go on, up to 30 s, or the endpoint's Retry-After.
+//   - The window is clamped to half a token's lifetime and the margin to a
+//     quarter, so short-lived tokens are not refreshed on every call.
+//   - With Config.Store, the source looks in the Store before it fetches,
+//     and stores what it fetches; see Store.
+//   - Through Transport, a 401 from the API invalidates the token and the
+//     request is sent once more with a new one; see Transport.
 type TokenSource struct {
 	cfg      *Config // a copy, behind a pointer so that printing *s as a value does not reach the secret
 	err      error   // from cfg.validate; returned by every call
@@ -90,9 +104,10 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 // The token's Expiry is the time this source would rather be asked again
 // (plus the 10 s that x/oauth2 subtracts), at most its real expiry, so
 // that oauth2.NewClient and ReuseTokenSource come back in time for the
-// background refresh; see docs/oauth2.md. Calls in the same state of one
+// background refresh; see docs/design.md. Calls in the same state of one
 // token get Equal values: Expiry moves when the refresh window opens, each
-// second within it, with a new token, and when the wall clock is set back.
+// second within it, with a new token, and when the wall clock is set back
+// by the margin or more (a smaller step needs no correction).
 // ExpiresIn is the lifetime the endpoint gave.
 func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	e, now, err := s.get(ctx)

@@ -3,12 +3,18 @@ package forteotel_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
+	"os"
+	"strings"
+	"testing"
 
 	"github.com/forteauth/forteauth"
 	"github.com/forteauth/forteauth/forteotel"
 	"github.com/forteauth/forteauth/fortetest"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
@@ -55,4 +61,91 @@ func ExampleRegister() {
 	// forteauth.token.fetches 1 {fetch}
 	// forteauth.token.waits 1 {call}
 	// forteauth.token.remaining > 59m: true
+}
+
+// A program's set-up, as the README gives it: an SDK MeterProvider that
+// exports with a periodic reader, here to stdout, and Register. The
+// figures are printed every minute, and once more when the program ends.
+func ExampleRegister_stdout() {
+	srv := fortetest.NewServer() // in a program: the Config you already have
+	defer srv.Close()
+	cfg := &forteauth.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+	if err := exportToStdout(context.Background(), cfg.TokenSource(context.Background())); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// exportToStdout is the README's Metrics snippet, then the program at
+// work; its figures are printed as it returns.
+func exportToStdout(ctx context.Context, ts *forteauth.TokenSource) error {
+	exporter, err := stdoutmetric.New() // your OTLP exporter in production
+	if err != nil {
+		return err
+	}
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exporter)))
+	defer provider.Shutdown(ctx) // exports once more on the way out
+	otel.SetMeterProvider(provider)
+
+	if _, err := forteotel.Register(provider.Meter(forteotel.ScopeName), ts); err != nil {
+		return err
+	}
+	_, err = ts.Token() // the program at work
+	return err
+}
+
+// TestREADMEMetricsSnippetPrintsFigures runs the README's snippet, which
+// must be exportToStdout's, and checks that it prints the figures.
+func TestREADMEMetricsSnippetPrintsFigures(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "## Metrics")
+	_, block, _ := strings.Cut(section, "```go\n")
+	block, _, ok := strings.Cut(block, "```")
+	var body strings.Builder
+	for line := range strings.Lines(string(src)) {
+		body.WriteString(strings.TrimPrefix(line, "\t"))
+	}
+	if !ok || !strings.Contains(body.String(), block) {
+		t.Fatalf("the README's Metrics snippet is not exportToStdout's code; make them the same:\n%s", block)
+	}
+
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	cfg := &forteauth.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+	out := captureStdout(t, func() {
+		if err := exportToStdout(context.Background(), cfg.TokenSource(context.Background())); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, want := range []string{`"forteauth.token.requests"`, `"forteauth.token.remaining"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the snippet printed no %s:\n%s", want, out)
+		}
+	}
+}
+
+// captureStdout returns what f writes to os.Stdout.
+func captureStdout(t *testing.T, f func()) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	defer func() { os.Stdout = stdout }()
+	done := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r)
+		done <- b
+	}()
+	f()
+	w.Close()
+	return string(<-done)
 }

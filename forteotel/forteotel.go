@@ -30,8 +30,8 @@
 // call, after a 401 dropped it, or once it has expired), so that it is
 // always present and an alert on a low value also fires when there is no
 // token at all. An idle source lets its token run out too: alert on
-// remaining together with rising background failures, as
-// docs/observability.md in the forteauth repository explains.
+// remaining below twice the RefreshWindow together with rising background
+// failures; forteauth.Stats says what else to alert on.
 //
 // The attributes given to Register are attached to every observation, to
 // tell apart several sources registered on one Meter.

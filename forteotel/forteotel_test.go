@@ -60,7 +60,7 @@ func (m *memStore) setFail(err error) {
 }
 
 // plant puts token into the store as if another process had fetched it
-// age ago, sealed as docs/store.md gives the format, so that the source
+// age ago, sealed as docs/design.md gives the format, so that the source
 // under test can be handed an old token without waiting for one to age.
 func (m *memStore) plant(t *testing.T, cfg *forteauth.Config, token string, age time.Duration) {
 	t.Helper()

@@ -485,7 +485,7 @@ func TestOtherBadValuesAreIgnored(t *testing.T) {
 	}
 }
 
-// TestStoredValueIsAsDocumented checks docs/store.md against what is in
+// TestStoredValueIsAsDocumented checks docs/design.md against what is in
 // Redis: the key name, the sealing, the sealed JSON and the TTL; and that
 // a value sealed as documented is adopted.
 func TestStoredValueIsAsDocumented(t *testing.T) {
@@ -538,7 +538,7 @@ func TestStoredValueIsAsDocumented(t *testing.T) {
 	}
 	got, err := configFor(srv, newStore(t, sharedAddr), nil).TokenSource(ctx).Token()
 	if err != nil || got.AccessToken != planted.AccessToken || srv.Stats().TokenRequests != 1 {
-		t.Fatalf("a value sealed as docs/store.md says was not adopted: %v", err)
+		t.Fatalf("a value sealed as docs/design.md says was not adopted: %v", err)
 	}
 }
 

@@ -269,7 +269,7 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// The store format, as docs/store.md gives it. The tests derive keys and
+// The store format, as docs/design.md gives it. The tests derive keys and
 // seal values independently of the core, so that a change of format
 // breaks them and not only the documentation.
 

@@ -16,7 +16,7 @@
 // client secret, opens and checks what it reads, and falls back to the
 // token endpoint when Redis fails, is slow or is full. A Store therefore
 // stores opaque bytes only, and Redis never sees a token or the secret in
-// clear. docs/store.md in the repository says exactly what is stored and
+// clear. docs/design.md in the repository says exactly what is stored and
 // what happens when Redis fails.
 //
 // The Store keeps a key's value under the key itself, and the key's lock

@@ -271,7 +271,7 @@ func TestUnlockAfterScriptFlush(t *testing.T) {
 	}
 }
 
-// documentedACL is the ACL rule of the package doc and docs/store.md.
+// documentedACL is the ACL rule of the package doc and docs/design.md.
 const documentedACL = "~forteauth:* +get +mget +set +pexpire +del +evalsha +eval"
 
 // TestTheDocumentedACLSuffices: a user with only the documented commands
@@ -285,7 +285,7 @@ func TestTheDocumentedACLSuffices(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Do(context.Background(), "acl", "deluser", user) })
-	for _, doc := range []string{"redisstore.go", "../docs/store.md"} {
+	for _, doc := range []string{"redisstore.go", "../docs/design.md"} {
 		b, err := os.ReadFile(doc)
 		if err != nil {
 			t.Fatal(err)

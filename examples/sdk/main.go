@@ -3,7 +3,8 @@
 //
 //	go run ./examples/sdk
 //
-// Read forteapi's source for the SDK author's side, and docs/embedding.md.
+// Read forteapi's source for the SDK author's side, and the forteauth
+// package documentation's "In an SDK".
 package main
 
 import (

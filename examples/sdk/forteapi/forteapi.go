@@ -14,7 +14,7 @@
 //   - NewFromConfig takes a *forteauth.Config, for users who have nothing
 //     else.
 //
-// See docs/embedding.md in the forteauth repository.
+// See "In an SDK" in the forteauth package documentation.
 package forteapi
 
 import (
