@@ -88,12 +88,18 @@ func TestSoak(t *testing.T) {
 	t.Logf("%v: %d API requests (%d OK, %d failed before sending, %d other), %d token requests, %d tokens issued; slowest API round trip %v",
 		elapsed.Round(time.Millisecond), st.APIRequests, ok.Load(), failed.Load(), other.Load(), st.TokenRequests, st.TokensIssued, timed.slowest())
 
-	if st.APIExpired != 0 || st.APIRejected != 0 || other.Load() != 0 {
-		// A token is handed out with at least a quarter of its life, 0.5 s,
-		// left; a round trip slower than that means the machine, not the
-		// cache, was the bottleneck.
-		t.Errorf("the API saw %d requests with an expired token and rejected %d; callers got %d answers other than 200 (slowest API round trip %v)",
-			st.APIExpired, st.APIRejected, other.Load(), timed.slowest())
+	// A token is handed out with at least a quarter of its life, 0.5 s,
+	// left: one that expired on its way to the API is the cache's fault
+	// only if no round trip took that long, else the machine's, as this
+	// run measured it. A token the API never issued is a fault always.
+	margin := lifetime / 4
+	if unknown := st.APIRejected - st.APIExpired; unknown != 0 || other.Load() != int64(st.APIRejected) {
+		t.Errorf("the API rejected %d requests whose token it never issued; callers got %d answers other than 200, %d of them 401s",
+			unknown, other.Load(), st.APIRejected)
+	}
+	if st.APIExpired != 0 && timed.slowest() < margin {
+		t.Errorf("the API saw %d requests with an expired token, though no round trip took the token's margin (slowest %v, margin %v)",
+			st.APIExpired, timed.slowest(), margin)
 	}
 	if ok.Load() < callers {
 		t.Errorf("only %d requests succeeded", ok.Load())
