@@ -45,6 +45,32 @@ func runFake(args []string, stdout io.Writer) error {
 		}
 		return err
 	}
+	if err := checkFake(fs, o); err != nil {
+		return err
+	}
+
+	// Catch the signals before anyone can learn the address and send one.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	srv, err := startServer(o)
+	if err != nil {
+		return err
+	}
+	defer srv.Close() // answers the requests in progress first
+
+	if err := printExports(stdout, srv); err != nil {
+		return fmt.Errorf("writing the server's details to stdout: %w", err)
+	}
+	if c, ok := stdout.(io.Closer); ok {
+		c.Close()
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// checkFake rejects arguments and flag values the fake cannot serve with.
+func checkFake(fs *flag.FlagSet, o *fakeOptions) error {
 	switch {
 	case fs.NArg() > 0:
 		return usagef("fortetoken fake takes flags only")
@@ -58,14 +84,14 @@ func runFake(args []string, stdout io.Writer) error {
 	case !(o.failureRate >= 0 && o.failureRate <= 1):
 		return usagef("-failure-rate must be a fraction from 0 to 1")
 	}
+	return nil
+}
 
-	// Catch the signals before anyone can learn the address and send one.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
+// startServer starts a fortetest.Server on o.addr, set up as o says.
+func startServer(o *fakeOptions) (*fortetest.Server, error) {
 	l, err := net.Listen("tcp", o.addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srv := fortetest.NewUnstartedServer()
 	srv.Listener = l
@@ -73,24 +99,21 @@ func runFake(args []string, stdout io.Writer) error {
 	srv.SetLatency(o.latency)
 	srv.SetFailureRate(o.failureRate, fortetest.Failure{Status: http.StatusServiceUnavailable})
 	srv.Start()
-	defer srv.Close() // answers the requests in progress first
+	return srv, nil
+}
 
+// printExports writes the server's details as shell export lines, for
+// eval "$(fortetoken fake &)".
+func printExports(w io.Writer, srv *fortetest.Server) error {
 	pid := os.Getpid()
-	_, err = fmt.Fprintf(stdout, `# fortetoken fake: a fake Forte token endpoint and API. Stop it with Ctrl-C or: kill %d
+	_, err := fmt.Fprintf(w, `# fortetoken fake: a fake Forte token endpoint and API. Stop it with Ctrl-C or: kill %d
 export FORTE_BASE_URL=%s
 export FORTE_TOKEN_URL=%s
 export FORTE_CLIENT_ID=%s
 export FORTE_CLIENT_SECRET=%s
 export FORTE_FAKE_PID=%d
 `, pid, shellQuote(srv.URL), shellQuote(srv.TokenURL), shellQuote(srv.ClientID), shellQuote(srv.ClientSecret), pid)
-	if err != nil {
-		return fmt.Errorf("writing the server's details to stdout: %w", err)
-	}
-	if c, ok := stdout.(io.Closer); ok {
-		c.Close()
-	}
-	<-ctx.Done()
-	return nil
+	return err
 }
 
 // isLoopback reports whether addr is host:port with a loopback host.

@@ -69,22 +69,9 @@ func run() error {
 		ExpiryMargin:  100 * time.Millisecond,
 	}
 	ts := cfg.TokenSource(context.Background())
-
-	// The program's side: publish the figures. expvar serves every
-	// published variable as JSON at /debug/vars of http.DefaultServeMux;
-	// this example serves them on a test server instead.
-	expvar.Publish("forteauth", expvar.Func(func() any {
-		st := ts.Stats()
-		left := 0.0
-		if !st.Expiry.IsZero() {
-			left = max(time.Until(st.Expiry), 0).Seconds()
-		}
-		return published{st, left}
-	}))
-	vars := httptest.NewServer(expvar.Handler())
+	vars := serveVars(ts)
 	defer vars.Close()
 
-	// The program at work: API calls every 20 ms until told to stop.
 	client := &http.Client{Transport: &forteauth.Transport{Source: ts}}
 	if err := call(client, srv.URL); err != nil {
 		return err
@@ -93,30 +80,60 @@ func run() error {
 	// background refresh: 503, and a Retry-After longer than a fetch
 	// may wait, so that the source tries once and keeps its token.
 	srv.FailNext(fortetest.Failure{Status: http.StatusServiceUnavailable, RetryAfter: "60"})
-	stop := make(chan struct{})
-	apiErr := make(chan error, 1)
+	apiErr, stop := work(client, srv.URL)
+	defer stop()
+
+	fmt.Printf("alert rule: remaining < 2 × RefreshWindow (%v) and background failures rising (over the last %v)\n",
+		2*refreshWindow, lookback)
+	return watch(&monitor{url: vars.URL}, apiErr)
+}
+
+// serveVars is the program's side: it publishes ts's figures. expvar
+// serves every published variable as JSON at /debug/vars of
+// http.DefaultServeMux; this example serves them on a test server instead.
+func serveVars(ts *forteauth.TokenSource) *httptest.Server {
+	expvar.Publish("forteauth", expvar.Func(func() any {
+		st := ts.Stats()
+		left := 0.0
+		if !st.Expiry.IsZero() {
+			left = max(time.Until(st.Expiry), 0).Seconds()
+		}
+		return published{st, left}
+	}))
+	return httptest.NewServer(expvar.Handler())
+}
+
+// work is the program at work: API calls every 20 ms until stop is
+// called. The first failed call ends them and is sent on apiErr.
+func work(client *http.Client, base string) (apiErr <-chan error, stop func()) {
+	done := make(chan struct{})
+	errc := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
-			case <-stop:
+			case <-done:
 				return
 			case <-t.C:
-				if err := call(client, srv.URL); err != nil {
-					apiErr <- err
+				if err := call(client, base); err != nil {
+					errc <- err
 					return
 				}
 			}
 		}
 	})
-	defer wg.Wait()
-	defer close(stop)
+	return errc, func() {
+		close(done)
+		wg.Wait()
+	}
+}
 
-	fmt.Printf("alert rule: remaining < 2 × RefreshWindow (%v) and background failures rising (over the last %v)\n",
-		2*refreshWindow, lookback)
-	m := &monitor{url: vars.URL}
+// watch scrapes the figures as a monitoring system would and reports
+// each change of the alert, until it has fired and cleared; then it
+// judges the run.
+func watch(m *monitor, apiErr <-chan error) error {
 	deadline := time.After(15 * time.Second)
 	tick := time.NewTicker(scrapeEvery)
 	defer tick.Stop()

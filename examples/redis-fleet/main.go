@@ -56,42 +56,9 @@ func run() error {
 	// an earlier run, whose fake server had the same port, left in Redis.
 	srv.ClientID = "redis-fleet-" + rand.Text()
 
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx := context.Background()
-	var clients []*http.Client
-	for range processes {
-		// One Redis client per "process", as separate processes would have.
-		rdb := redis.NewClient(&redis.Options{Addr: addr})
-		defer rdb.Close()
-		cfg := &forteauth.Config{
-			ClientID:     srv.ClientID,
-			ClientSecret: srv.ClientSecret,
-			TokenURL:     srv.TokenURL,
-			Store:        redisstore.New(rdb),
-			Logger:       logger,
-		}
-		clients = append(clients, cfg.Client(ctx))
-	}
-
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var ok int
-	var errs []error
-	for p, client := range clients {
-		for i := range callsEach {
-			wg.Go(func() {
-				err := call(client, fmt.Sprintf("%s/v3/payments/%d-%d", srv.URL, p, i))
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					errs = append(errs, err)
-				} else {
-					ok++
-				}
-			})
-		}
-	}
-	wg.Wait()
+	clients, closeRedis := fleet(addr, srv)
+	defer closeRedis()
+	ok, errs := callAll(clients, srv.URL)
 
 	st := srv.Stats()
 	fmt.Printf("processes:      %d, sharing Redis at %s\n", processes, addr)
@@ -104,6 +71,56 @@ func run() error {
 		return fmt.Errorf("the fleet made %d token requests, want 1: the processes did not share the token", st.TokenRequests)
 	}
 	return nil
+}
+
+// fleet returns the API client of each "process", all storing the token
+// in the Redis at addr, and a function that closes their Redis clients.
+func fleet(addr string, srv *fortetest.Server) ([]*http.Client, func()) {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx := context.Background()
+	var clients []*http.Client
+	var rdbs []*redis.Client
+	for range processes {
+		// One Redis client per "process", as separate processes would have.
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		rdbs = append(rdbs, rdb)
+		cfg := &forteauth.Config{
+			ClientID:     srv.ClientID,
+			ClientSecret: srv.ClientSecret,
+			TokenURL:     srv.TokenURL,
+			Store:        redisstore.New(rdb),
+			Logger:       logger,
+		}
+		clients = append(clients, cfg.Client(ctx))
+	}
+	return clients, func() {
+		for _, rdb := range rdbs {
+			rdb.Close()
+		}
+	}
+}
+
+// callAll makes callsEach API calls from every client at once, and
+// returns how many succeeded and why the others failed.
+func callAll(clients []*http.Client, base string) (ok int, errs []error) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for p, client := range clients {
+		for i := range callsEach {
+			wg.Go(func() {
+				err := call(client, fmt.Sprintf("%s/v3/payments/%d-%d", base, p, i))
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					ok++
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return ok, errs
 }
 
 func call(client *http.Client, url string) error {

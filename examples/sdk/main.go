@@ -34,9 +34,18 @@ func run() error {
 	defer srv.Close()
 	ctx := context.Background()
 	cfg := &forteauth.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+	if err := sharedClient(ctx, srv, cfg); err != nil {
+		return err
+	}
+	if err := sharedTokenSource(ctx, srv, cfg); err != nil {
+		return err
+	}
+	return fromConfig(ctx, srv, cfg)
+}
 
-	// 1. A user with an authenticating client of their own shares it, and
-	// its token, between the SDK and their direct calls.
+// sharedClient is way 1: a user with an authenticating client of their
+// own shares it, and its token, between the SDK and their direct calls.
+func sharedClient(ctx context.Context, srv *fortetest.Server, cfg *forteauth.Config) error {
 	hc := cfg.Client(ctx)
 	api, err := forteapi.New(srv.URL, hc)
 	if err != nil {
@@ -54,12 +63,12 @@ func run() error {
 		return fmt.Errorf("direct call: %s", resp.Status)
 	}
 	fmt.Printf("   direct call through the same client: %s\n", resp.Status)
-	if err := want(srv, 1); err != nil {
-		return err
-	}
+	return want(srv, 1)
+}
 
-	// 2. A user shares one TokenSource between two SDK clients (say, for
-	// two API versions): one token serves both.
+// sharedTokenSource is way 2: a user shares one TokenSource between two
+// SDK clients (say, for two API versions), and one token serves both.
+func sharedTokenSource(ctx context.Context, srv *fortetest.Server, cfg *forteauth.Config) error {
 	ts := cfg.TokenSource(ctx)
 	v1, err := forteapi.NewFromTokenSource(srv.URL, ts)
 	if err != nil {
@@ -75,16 +84,17 @@ func run() error {
 	if err := show(ctx, "2. NewFromTokenSource(url, ts), client B", v2, "/v3/payments/3"); err != nil {
 		return err
 	}
-	if err := want(srv, 2); err != nil {
-		return err
-	}
+	return want(srv, 2)
+}
 
-	// 3. A user with nothing but credentials hands the SDK a Config.
-	fromCfg, err := forteapi.NewFromConfig(ctx, srv.URL, cfg)
+// fromConfig is way 3: a user with nothing but credentials hands the SDK
+// a Config.
+func fromConfig(ctx context.Context, srv *fortetest.Server, cfg *forteauth.Config) error {
+	api, err := forteapi.NewFromConfig(ctx, srv.URL, cfg)
 	if err != nil {
 		return err
 	}
-	if err := show(ctx, "3. NewFromConfig(ctx, url, cfg)", fromCfg, "/v3/payments/4"); err != nil {
+	if err := show(ctx, "3. NewFromConfig(ctx, url, cfg)", api, "/v3/payments/4"); err != nil {
 		return err
 	}
 	return want(srv, 3)

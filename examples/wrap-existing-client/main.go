@@ -38,9 +38,26 @@ func run() error {
 	}}
 	existing := &http.Client{Transport: logged, Timeout: 15 * time.Second}
 
-	// Way 1: set Config.HTTPClient. Token requests and API requests both
-	// go through existing's transport; cfg.Client keeps its Timeout,
-	// CheckRedirect and Jar. Token requests never follow redirects.
+	if err := viaHTTPClient(srv, existing); err != nil {
+		return err
+	}
+	if err := wrapTransport(srv, existing); err != nil {
+		return err
+	}
+
+	if st := srv.Stats(); st.TokenRequests != 2 || st.APIRejected != 0 {
+		return fmt.Errorf("server saw %+v; want one token request per way and no rejected API request", st)
+	}
+	if n := logged.count(); n != 3 {
+		return fmt.Errorf("existing's transport saw %d requests, want 3", n)
+	}
+	return nil
+}
+
+// viaHTTPClient is way 1: set Config.HTTPClient. Token requests and API
+// requests both go through existing's transport; cfg.Client keeps its
+// Timeout, CheckRedirect and Jar. Token requests never follow redirects.
+func viaHTTPClient(srv *fortetest.Server, existing *http.Client) error {
 	cfg := &forteauth.Config{
 		ClientID:     srv.ClientID,
 		ClientSecret: srv.ClientSecret,
@@ -53,29 +70,22 @@ func run() error {
 		return err
 	}
 	fmt.Printf("  timeout kept: %v\n", client.Timeout == existing.Timeout)
+	return nil
+}
 
-	// Way 2: wrap existing's transport yourself. API requests go through
-	// it; token requests use cfg2.HTTPClient, here unset, so a client of
-	// their own with a 30 s timeout.
-	cfg2 := &forteauth.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
-	client2 := &http.Client{
-		Transport:     &forteauth.Transport{Source: cfg2.TokenSource(context.Background()), Base: existing.Transport},
+// wrapTransport is way 2: wrap existing's transport yourself. API
+// requests go through it; token requests use cfg.HTTPClient, here unset,
+// so a client of their own with a 30 s timeout.
+func wrapTransport(srv *fortetest.Server, existing *http.Client) error {
+	cfg := &forteauth.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+	client := &http.Client{
+		Transport:     &forteauth.Transport{Source: cfg.TokenSource(context.Background()), Base: existing.Transport},
 		Timeout:       existing.Timeout,
 		CheckRedirect: existing.CheckRedirect,
 		Jar:           existing.Jar,
 	}
 	fmt.Println("way 2: forteauth.Transport{Base: existing.Transport}")
-	if err := get(client2, srv.URL+"/v3/customers"); err != nil {
-		return err
-	}
-
-	if st := srv.Stats(); st.TokenRequests != 2 || st.APIRejected != 0 {
-		return fmt.Errorf("server saw %+v; want one token request per way and no rejected API request", st)
-	}
-	if n := logged.count(); n != 3 {
-		return fmt.Errorf("existing's transport saw %d requests, want 3", n)
-	}
-	return nil
+	return get(client, srv.URL+"/v3/customers")
 }
 
 func get(c *http.Client, url string) error {

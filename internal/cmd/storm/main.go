@@ -87,6 +87,18 @@ type result struct {
 	slowest  []time.Duration
 }
 
+// merge adds a caller's figures to the storm's.
+func (r *result) merge(o *result) {
+	r.after += o.after
+	r.blocked += o.blocked
+	r.errors += o.errors
+	r.stalls += o.stalls
+	r.max = max(r.max, o.max)
+	for i, s := range o.slowest {
+		r.slowest[i] = max(r.slowest[i], s)
+	}
+}
+
 // transport returns the RoundTripper that lib's users would send requests
 // through, over the no-op base.
 func transport(lib string, cfg *forteauth.Config, lifetime time.Duration) (http.RoundTripper, error) {
@@ -103,6 +115,8 @@ func transport(lib string, cfg *forteauth.Config, lifetime time.Duration) (http.
 	return nil, fmt.Errorf("storm: unknown library %q; want forteauth, oauth2 or oauth2-unscaled", lib)
 }
 
+// storm runs goroutines callers through lib's transport for d, against a
+// fake endpoint whose tokens last lifetime and take latency to arrive.
 func storm(lib string, goroutines int, d, lifetime, latency, think, threshold time.Duration) (*result, error) {
 	srv := fortetest.NewServer()
 	defer srv.Close()
@@ -113,74 +127,97 @@ func storm(lib string, goroutines int, d, lifetime, latency, think, threshold ti
 	if err != nil {
 		return nil, err
 	}
-	control := benchenv.NewNoop()
-
-	var (
-		start     = time.Now()
-		stop      = start.Add(d)
-		firstDone atomic.Int64 // when the first call succeeded, as ns since start; 0 until then
-		mu        sync.Mutex
-		total     = &result{lib: lib, slowest: make([]time.Duration, slots(d))}
-		hist      histogram
-		wg        sync.WaitGroup
-	)
-	for range goroutines {
-		wg.Go(func() {
-			var (
-				r = result{slowest: make([]time.Duration, len(total.slowest))}
-				h histogram
-			)
-			req, _ := http.NewRequest(http.MethodGet, benchenv.APIURL, nil)
-			req.Header.Set("Accept", "application/json")
-			for {
-				begin := time.Now()
-				if begin.After(stop) {
-					break
-				}
-				resp, err := rt.RoundTrip(req)
-				end := time.Now()
-				lat := end.Sub(begin)
-				i := min(int(begin.Sub(start)/slot), len(r.slowest)-1)
-				r.slowest[i] = max(r.slowest[i], lat)
-				if err != nil || resp.StatusCode != http.StatusOK {
-					r.errors++
-				} else {
-					firstDone.CompareAndSwap(0, int64(end.Sub(start)))
-				}
-				if f := firstDone.Load(); f != 0 && int64(begin.Sub(start)) > f {
-					r.after++
-					h.add(lat)
-					r.max = max(r.max, lat)
-					if lat > threshold {
-						r.blocked++
-					}
-					c := time.Now()
-					clone := req.Clone(req.Context())
-					clone.Header.Set("Authorization", "Bearer control")
-					control.RoundTrip(clone)
-					if time.Since(c) > threshold {
-						r.stalls++
-					}
-				}
-				time.Sleep(think)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			total.after += r.after
-			total.blocked += r.blocked
-			total.errors += r.errors
-			total.stalls += r.stalls
-			total.max = max(total.max, r.max)
-			for i, s := range r.slowest {
-				total.slowest[i] = max(total.slowest[i], s)
-			}
-			hist.merge(&h)
-		})
-	}
-	wg.Wait()
+	c := &crowd{rt: rt, noop: benchenv.NewNoop(), think: think, threshold: threshold}
+	c.start = time.Now()
+	c.stop = c.start.Add(d)
+	total, hist := c.run(goroutines, slots(d))
+	total.lib = lib
 	total.requests = srv.Stats().TokenRequests
 	// The histogram's quantile is its bucket's upper bound, up to 6% above
 	// the true value: never report a p99 above the slowest call.
 	total.p99 = min(hist.quantile(0.99), total.max)
 	return total, nil
+}
+
+// crowd is what the callers of one storm share.
+type crowd struct {
+	rt               http.RoundTripper // the library's transport
+	noop             http.RoundTripper // a base like the library's, for the control calls
+	start, stop      time.Time
+	think, threshold time.Duration
+	firstDone        atomic.Int64 // when the first call succeeded, as ns since start; 0 until then
+}
+
+// run runs goroutines callers until the storm ends and returns their
+// figures together.
+func (c *crowd) run(goroutines, slots int) (*result, *histogram) {
+	var (
+		mu    sync.Mutex
+		total = &result{slowest: make([]time.Duration, slots)}
+		hist  histogram
+		wg    sync.WaitGroup
+	)
+	for range goroutines {
+		wg.Go(func() {
+			// h stays on this goroutine's stack: 8 KiB of live heap per
+			// caller would make the collector run more often, and its
+			// pauses would then reach the p99.
+			var (
+				r = result{slowest: make([]time.Duration, slots)}
+				h histogram
+			)
+			c.caller(&r, &h)
+			mu.Lock()
+			defer mu.Unlock()
+			total.merge(&r)
+			hist.merge(&h)
+		})
+	}
+	wg.Wait()
+	return total, &hist
+}
+
+// caller makes calls until the storm ends, and counts them in r and h.
+func (c *crowd) caller(r *result, h *histogram) {
+	req, _ := http.NewRequest(http.MethodGet, benchenv.APIURL, nil)
+	req.Header.Set("Accept", "application/json")
+	for {
+		begin := time.Now()
+		if begin.After(c.stop) {
+			return
+		}
+		resp, err := c.rt.RoundTrip(req)
+		end := time.Now()
+		lat := end.Sub(begin)
+		i := min(int(begin.Sub(c.start)/slot), len(r.slowest)-1)
+		r.slowest[i] = max(r.slowest[i], lat)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			r.errors++
+		} else {
+			c.firstDone.CompareAndSwap(0, int64(end.Sub(c.start)))
+		}
+		if f := c.firstDone.Load(); f != 0 && int64(begin.Sub(c.start)) > f {
+			r.after++
+			h.add(lat)
+			r.max = max(r.max, lat)
+			if lat > c.threshold {
+				r.blocked++
+			}
+			if c.control(req) > c.threshold {
+				r.stalls++
+			}
+		}
+		time.Sleep(c.think)
+	}
+}
+
+// control sends req through the no-op base as an authenticating transport
+// would, cloned and with an Authorization header, and returns how long that
+// took: nothing in it waits, so a slow control call is a stall of the process.
+func (c *crowd) control(req *http.Request) time.Duration {
+	begin := time.Now()
+	clone := req.Clone(req.Context())
+	clone.Header.Set("Authorization", "Bearer control")
+	c.noop.RoundTrip(clone)
+	return time.Since(begin)
 }
