@@ -50,7 +50,10 @@
 // transport, timeouts and secret handling, and can share one
 // *TokenSource between clients (one per set of credentials and process is
 // enough; it needs no Close and starts no goroutine that outlives a
-// fetch). Give a *TokenSource to a Transport as it is: wrapping it in
+// fetch). Never make a TokenSource, or call Config.Client, per request:
+// each starts with no token, so each request would fetch one, without the
+// cache or the cool-down. Give a *TokenSource to a Transport as it is:
+// wrapping it in
 // oauth2.ReuseTokenSource adds a lock and loses the context-aware wait
 // and the 401 recovery. Pass each request's context: a caller waits for a
 // token no longer than it allows. Set Transport.Hosts from the API base
