@@ -76,8 +76,8 @@ func newSharing(store Store, clk *clock, log *slog.Logger, counts *counters, fet
 // the Store is a Locker, whether the token's lock is held. It fails at
 // once while the Store is paused after a fault.
 func (sh *sharing) read(ctx context.Context, sl *sealer) (st stored, locked bool, err error) {
-	if err := sh.paused(); err != nil {
-		return stored{}, false, err
+	if _, paused := sh.pausedUntil(); paused {
+		return stored{}, false, errStorePaused
 	}
 	ctx, cancel := context.WithTimeout(ctx, sh.timeout())
 	defer cancel()
@@ -104,7 +104,7 @@ func (sh *sharing) read(ctx context.Context, sl *sealer) (st stored, locked bool
 
 // save stores st under sl's key for ttl.
 func (sh *sharing) save(ctx context.Context, sl *sealer, st stored, ttl time.Duration) {
-	if ttl <= 0 || sh.paused() != nil {
+	if _, paused := sh.pausedUntil(); ttl <= 0 || paused {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, sh.timeout())
@@ -132,14 +132,6 @@ func (sh *sharing) firstSight(v []byte) bool {
 // errStorePaused is what a Store call gets while the Store is left alone
 // after a fault.
 var errStorePaused = errors.New("forteauth: the token store failed recently; not trying it again yet")
-
-// paused returns errStorePaused while the pause after the last fault holds.
-func (sh *sharing) paused() error {
-	if _, ok := sh.pausedUntil(); ok {
-		return errStorePaused
-	}
-	return nil
-}
 
 // pausedUntil returns when the pause after the last Store fault ends, and
 // whether it still holds.

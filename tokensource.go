@@ -61,7 +61,8 @@ type TokenSource struct {
 	sealer *sealer  // names and seals this source's tokens in the Store
 
 	unauthorized unauthorized // what 401s from the API do; see answered
-	skipped      hostSet      // hosts Transport sent requests to without a token, logged once each
+	skipped      sync.Map     // hosts Transport sent requests to without a token, logged once each
+	nskipped     atomic.Int32 // entries in skipped
 
 	counters // for Stats; last, away from the fields the fresh path reads
 }
@@ -159,12 +160,19 @@ func (s *TokenSource) authorize(ctx context.Context) (authorization, error) {
 	return authorization{e.header, e}, nil
 }
 
+// maxSkippedHosts bounds the hosts sentWithoutToken remembers.
+const maxSkippedHosts = 64
+
 // sentWithoutToken logs, once per host, that Transport sent a request to
 // host without a token because host is not among allowed: a request to
 // the API under another name ("localhost" for "127.0.0.1", another port)
 // would otherwise show only the API's 401.
 func (s *TokenSource) sentWithoutToken(host string, allowed []string) {
-	if s.skipped.add(host) {
+	if s.nskipped.Load() >= maxSkippedHosts {
+		return // a client that calls many hosts must not make this grow without bound
+	}
+	if _, seen := s.skipped.LoadOrStore(host, true); !seen {
+		s.nskipped.Add(1)
 		s.log.Warn("forteauth: sent a request without a token: its host is not one the token goes to; if it is Forte's API, add it to Config.APIHosts (or Transport.Hosts)",
 			"host", host, "token_hosts", allowed)
 	}
@@ -206,28 +214,4 @@ func redact(tok string) string {
 		return redacted
 	}
 	return fmt.Sprintf("%s…%s", tok[:4], redacted)
-}
-
-// maxSkippedHosts bounds the hosts a TokenSource remembers having logged,
-// so that a client that calls many hosts does not grow without bound.
-const maxSkippedHosts = 64
-
-// hostSet is a small set of host names that stops growing when full.
-type hostSet struct {
-	mu   sync.Mutex
-	seen map[string]bool
-}
-
-// add adds host and reports whether it is new; a full set takes nothing.
-func (h *hostSet) add(host string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.seen[host] || len(h.seen) >= maxSkippedHosts {
-		return false
-	}
-	if h.seen == nil {
-		h.seen = make(map[string]bool)
-	}
-	h.seen[host] = true
-	return true
 }

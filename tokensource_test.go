@@ -150,14 +150,14 @@ func TestTokenSourceFormattingHidesSecretAndToken(t *testing.T) {
 	}
 }
 
-func TestHostSetStopsGrowingWhenFull(t *testing.T) {
-	var h hostSet
-	for i := range maxSkippedHosts {
-		if !h.add(fmt.Sprint("host-", i)) {
-			t.Fatalf("host %d was not new", i)
-		}
+func TestSkippedHostsStopBeingRememberedWhenFull(t *testing.T) {
+	ts := newTestSource(t).ts
+	for i := range maxSkippedHosts + 10 {
+		ts.sentWithoutToken(fmt.Sprint("host-", i), nil)
 	}
-	if h.add("host-0") || h.add("one-more") || len(h.seen) != maxSkippedHosts {
-		t.Fatalf("a full set took a host: %d hosts", len(h.seen))
+	n := 0
+	ts.skipped.Range(func(any, any) bool { n++; return true })
+	if n != maxSkippedHosts {
+		t.Fatalf("%d hosts remembered, want at most %d", n, maxSkippedHosts)
 	}
 }
