@@ -70,7 +70,7 @@ func (m *memStore) plant(t *testing.T, cfg *forteauth.Config, token string, age 
 	if err := errors.Join(err1, err2); err != nil {
 		t.Fatal(err)
 	}
-	key := "forteauth:v1:{" + hex.EncodeToString(id) + "}"
+	key := "forteauth:v1:" + hex.EncodeToString(id)
 	block, err := aes.NewCipher(sealKey)
 	if err != nil {
 		t.Fatal(err)
