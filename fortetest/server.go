@@ -49,9 +49,12 @@ const (
 // Server is a fake Forte auth server and API. Its methods are safe for
 // concurrent use, also while requests are being served.
 type Server struct {
-	URL          string // base URL, such as "http://127.0.0.1:43127"
-	TokenURL     string // URL + TokenPath: the value for forteauth.Config.TokenURL
-	ClientID     string // the credentials the token endpoint accepts
+	URL      string // base URL, such as "http://127.0.0.1:43127"
+	TokenURL string // URL + TokenPath: the value for forteauth.Config.TokenURL
+	// ClientID and ClientSecret are the credentials the token endpoint
+	// accepts, until AcceptCredentials says otherwise. Change them, if at
+	// all, before the first request.
+	ClientID     string
 	ClientSecret string
 
 	// Listener is what the server will accept connections on. A server
@@ -70,8 +73,9 @@ type Server struct {
 	next        []Failure // answers for the next token requests, in order
 	failRate    float64
 	failWith    Failure
-	tokens      map[string]time.Time // issued token → expiry
-	held        chan struct{}        // while non-nil, token requests wait for it to close
+	accepted    []Credentials // nil: ClientID and ClientSecret
+	tokens      map[string]issued
+	held        chan struct{} // while non-nil, token requests wait for it to close
 	stats       Stats
 	lastRequest http.Header
 }
@@ -101,6 +105,10 @@ type Stats struct {
 	APIRequests   int // requests to any other path
 	APIRejected   int // of those, answered 401
 	APIExpired    int // of those rejected, ones that carried an expired token
+
+	// CredentialsRejected counts the token requests answered 401 because
+	// the endpoint does not accept their credentials.
+	CredentialsRejected int
 }
 
 // NewServer starts a Server on a loopback address over plain http, which
@@ -147,7 +155,7 @@ func newServer() *Server {
 		ClientID:     DefaultClientID,
 		ClientSecret: DefaultClientSecret,
 		lifetime:     time.Hour,
-		tokens:       make(map[string]time.Time),
+		tokens:       make(map[string]issued),
 	}
 }
 
@@ -311,11 +319,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeFailure(w, a.fail)
 		return
 	}
-	if status, msg := s.checkTokenRequest(r, body, readErr); status != 0 {
+	creds, status, msg := s.checkTokenRequest(r, body, readErr)
+	if status != 0 {
 		writeError(w, status, msg)
 		return
 	}
-	s.issueToken(w, a.lifetime)
+	s.issueToken(w, a.lifetime, creds)
 }
 
 // tokenAnswer is how the token endpoint answers one request, settled
@@ -366,11 +375,18 @@ func (a tokenAnswer) wait(r *http.Request) bool {
 	return pause(r, a.latency)
 }
 
-// issueToken records a new token that lasts lifetime and answers with it.
-func (s *Server) issueToken(w http.ResponseWriter, lifetime time.Duration) {
+// issued is a token the endpoint issued: when it expires, and to whom.
+type issued struct {
+	expiry time.Time
+	to     Credentials
+}
+
+// issueToken records a new token for creds that lasts lifetime and
+// answers with it.
+func (s *Server) issueToken(w http.ResponseWriter, lifetime time.Duration, creds Credentials) {
 	tok := newToken()
 	s.mu.Lock()
-	s.tokens[tok] = time.Now().Add(lifetime)
+	s.tokens[tok] = issued{time.Now().Add(lifetime), creds}
 	s.stats.TokensIssued++
 	s.mu.Unlock()
 	writeJSON(w, http.StatusCreated, map[string]any{"data": map[string]any{
@@ -380,35 +396,40 @@ func (s *Server) issueToken(w http.ResponseWriter, lifetime time.Duration) {
 	}})
 }
 
-// checkTokenRequest returns the status and message for a request that
-// breaks the contract, or 0.
-func (s *Server) checkTokenRequest(r *http.Request, b []byte, readErr error) (int, string) {
+// checkTokenRequest returns the credentials of a request, or the status
+// and message for one that breaks the contract or that the endpoint does
+// not accept.
+func (s *Server) checkTokenRequest(r *http.Request, b []byte, readErr error) (Credentials, int, string) {
 	if r.Method != http.MethodPost {
-		return http.StatusMethodNotAllowed, "use POST"
+		return Credentials{}, http.StatusMethodNotAllowed, "use POST"
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-		return http.StatusBadRequest, "Content-Type must be application/json"
+		return Credentials{}, http.StatusBadRequest, "Content-Type must be application/json"
 	}
 	var body struct {
 		ClientID     *string `json:"client_id"`
 		ClientSecret *string `json:"client_secret"`
 	}
 	if readErr != nil || json.Unmarshal(b, &body) != nil || body.ClientID == nil || body.ClientSecret == nil {
-		return http.StatusBadRequest, "body must be a JSON object with client_id and client_secret"
+		return Credentials{}, http.StatusBadRequest, "body must be a JSON object with client_id and client_secret"
 	}
-	if *body.ClientID != s.ClientID || *body.ClientSecret != s.ClientSecret {
-		return http.StatusUnauthorized, "invalid params"
+	creds := Credentials{*body.ClientID, *body.ClientSecret}
+	if !s.accepts(creds) {
+		s.mu.Lock()
+		s.stats.CredentialsRejected++
+		s.mu.Unlock()
+		return Credentials{}, http.StatusUnauthorized, "invalid params"
 	}
-	return 0, ""
+	return creds, 0, ""
 }
 
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	s.mu.Lock()
 	s.stats.APIRequests++
-	expiry, issued := s.tokens[tok]
-	expired := issued && !time.Now().Before(expiry)
-	if !ok || !issued || expired {
+	t, known := s.tokens[tok]
+	expired := known && !time.Now().Before(t.expiry)
+	if !ok || !known || expired {
 		s.stats.APIRejected++
 		if expired {
 			s.stats.APIExpired++
