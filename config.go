@@ -47,10 +47,32 @@ var ErrInvalidConfig = errors.New("forteauth: invalid Config")
 // "[REDACTED]" for ClientSecret and for a password in TokenURL; decoding one
 // from JSON works as usual.
 type Config struct {
-	// ClientID and ClientSecret are the credentials issued by Forte.
-	// Both are required.
+	// ClientID and ClientSecret are the credentials issued by Forte. Set
+	// both, or Credentials.
 	ClientID     string
 	ClientSecret string
+
+	// Credentials, if set, supplies ClientID and ClientSecret for each
+	// token fetch, so that they can change while the program runs. Set it
+	// or the two fields, not both.
+	//
+	// It is called once per fetch, by the fetch that all waiting callers
+	// share, with a context that ends with the fetch budget (30 s); never
+	// on a cache hit. If the endpoint rejects what it returned (400, 401
+	// or 403), it is called again at once, and other credentials it then
+	// returns are tried within the same fetch; if the newest are rejected
+	// where the endpoint accepted others last, as while a new secret is
+	// not active yet at Forte, those are tried once, and the fallback is
+	// logged. Every later fetch tries the newest first. A call that fails
+	// fails its fetch with an error wrapping ErrCredentials and the func's
+	// error: a usable cached token is kept meanwhile, and the next fetch
+	// calls it again. CredentialsFromFiles reads a Kubernetes or Vault
+	// Agent mounted secret.
+	//
+	// The Store key and the sealing of a fleet's shared token follow the
+	// credentials in use, and every secret it returned (the latest 8) is
+	// withheld from errors and logs.
+	Credentials func(ctx context.Context) (Credentials, error) `json:"-"`
 
 	// TokenURL is the token endpoint, usually SandboxTokenURL or
 	// ProductionTokenURL. It must be https, or http to a loopback host
@@ -96,10 +118,15 @@ type Config struct {
 // validate reports the first problem with c, naming the field and the fix.
 func (c *Config) validate() error {
 	switch {
+	case c.Credentials != nil && (c.ClientID != "" || c.ClientSecret != ""):
+		return fmt.Errorf("%w: both Credentials and ClientID or ClientSecret are set; set Credentials, or the two fields", ErrInvalidConfig)
+	case c.Credentials != nil:
 	case c.ClientID == "":
-		return fmt.Errorf("%w: ClientID is empty; set it to the client ID Forte issued", ErrInvalidConfig)
+		return fmt.Errorf("%w: ClientID is empty; set it to the client ID Forte issued, or set Credentials", ErrInvalidConfig)
 	case c.ClientSecret == "":
-		return fmt.Errorf("%w: ClientSecret is empty; load it from your secret store", ErrInvalidConfig)
+		return fmt.Errorf("%w: ClientSecret is empty; load it from your secret store, or set Credentials", ErrInvalidConfig)
+	}
+	switch {
 	case c.TokenURL == "":
 		return fmt.Errorf("%w: TokenURL is empty; use forteauth.SandboxTokenURL or forteauth.ProductionTokenURL", ErrInvalidConfig)
 	case c.RefreshWindow < 0 || c.ExpiryMargin < 0:
@@ -201,9 +228,29 @@ func (c *Config) Token(ctx context.Context) (*oauth2.Token, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	clk, red := systemClock(), newRedactor(c.ClientID, c.ClientSecret)
-	f, err := newEndpoint(c, c.httpClient(ctx), &clk, red, c.logger(red), new(counters)).fetch(ctx)
+	ctx, cancel := context.WithTimeout(ctx, defaultRetry.budget)
+	defer cancel()
+	clk, red, counts := systemClock(), newRedactor(c.ClientID, c.ClientSecret), new(counters)
+	log := c.logger(red)
+	creds := c.credentials(red, log, counts)
+	cr, err := creds.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f, _, err := creds.obtain(ctx, newEndpoint(c, c.httpClient(ctx), &clk, red, log, counts), cr)
 	return f.tok, err
+}
+
+// credentials returns the supply of credentials named in the Credentials
+// field's comment, for a source that withholds with red, logs to log and
+// counts in counts.
+func (c *Config) credentials(red *redactor, log *slog.Logger, counts *counters) *credentials {
+	fn := c.Credentials
+	if fn == nil {
+		static := Credentials{c.ClientID, c.ClientSecret}
+		fn = func(context.Context) (Credentials, error) { return static, nil }
+	}
+	return &credentials{fn: fn, red: red, log: log, counts: counts}
 }
 
 // TokenSource returns a source that caches tokens from c and refreshes
@@ -282,7 +329,7 @@ func (c Config) LogValue() slog.Value {
 	for i := range v.NumField() {
 		f, name := v.Field(i), snakeCase(v.Type().Field(i).Name)
 		switch f.Kind() {
-		case reflect.Pointer, reflect.Interface:
+		case reflect.Pointer, reflect.Interface, reflect.Func:
 			if !f.IsNil() {
 				attrs = append(attrs, slog.String(name, fmt.Sprintf("%T", f.Interface())))
 			}

@@ -16,4 +16,8 @@ type counters struct {
 	replays            atomic.Int64
 	storeHits          atomic.Int64
 	storeFaults        atomic.Int64
+
+	credentialFailures  atomic.Int64
+	credentialChanges   atomic.Int64
+	credentialFallbacks atomic.Int64
 }

@@ -52,28 +52,26 @@ var defaultRetry = retryPolicy{
 // endpoint is the token endpoint as one Config talks to it: the request,
 // the answer's parsing, retries and the errors they end with.
 type endpoint struct {
-	clientID, clientSecret, tokenURL string
-	client                           *http.Client // never follows redirects
-	red                              *redactor    // for everything built from an answer
-	log                              *slog.Logger
-	retry                            retryPolicy
-	clock                            *clock
-	counts                           *counters // a TokenSource's, or counts no one reads
+	tokenURL string
+	client   *http.Client // never follows redirects
+	red      *redactor    // for everything built from an answer
+	log      *slog.Logger
+	retry    retryPolicy
+	clock    *clock
+	counts   *counters // a TokenSource's, or counts no one reads
 }
 
 func newEndpoint(c *Config, hc *http.Client, clk *clock, red *redactor, log *slog.Logger, counts *counters) *endpoint {
 	noRedirects := *hc
 	noRedirects.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &endpoint{
-		clientID:     c.ClientID,
-		clientSecret: c.ClientSecret,
-		tokenURL:     c.TokenURL,
-		client:       &noRedirects,
-		red:          red,
-		log:          log,
-		retry:        defaultRetry,
-		clock:        clk,
-		counts:       counts,
+		tokenURL: c.TokenURL,
+		client:   &noRedirects,
+		red:      red,
+		log:      log,
+		retry:    defaultRetry,
+		clock:    clk,
+		counts:   counts,
 	}
 }
 
@@ -94,13 +92,14 @@ type retry struct {
 // final is the verdict on an attempt that another would not fix.
 var final = retry{}
 
-// fetch obtains one new token, retrying network errors, 408, 429 and 5xx
-// within the retry budget.
-func (p *endpoint) fetch(ctx context.Context) (fetched, error) {
+// fetch obtains one new token with cr, retrying network errors, 408, 429
+// and 5xx within the retry budget, or ctx's deadline if sooner: the
+// fetches of one credentials recovery share the budget of their caller.
+func (p *endpoint) fetch(ctx context.Context, cr Credentials) (fetched, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.retry.budget)
 	defer cancel()
 	for n := 1; ; n++ {
-		f, verdict, err := p.request(ctx)
+		f, verdict, err := p.request(ctx, cr)
 		if err == nil {
 			return f, nil
 		}
@@ -120,14 +119,14 @@ func (p *endpoint) fetch(ctx context.Context) (fetched, error) {
 	}
 }
 
-// request sends one token request and reads its answer.
-func (p *endpoint) request(ctx context.Context) (fetched, retry, error) {
+// request sends one token request with cr and reads its answer.
+func (p *endpoint) request(ctx context.Context, cr Credentials) (fetched, retry, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.retry.perAttempt)
 	defer cancel()
 	body, err := json.Marshal(struct {
 		ClientID     string `json:"client_id"`
 		ClientSecret string `json:"client_secret"`
-	}{p.clientID, p.clientSecret})
+	}{cr.ClientID, cr.ClientSecret})
 	if err != nil {
 		return fetched{}, final, fmt.Errorf("forteauth: encoding token request: %w", err)
 	}

@@ -25,7 +25,7 @@ import (
 
 // endpointFor is testEndpoint for tokenURL, its clock (f.clock.now and the
 // recorder's) set to a fake one.
-func endpointFor(t *testing.T, tokenURL string) (*endpoint, *sleepRecorder, *fakeClock) {
+func endpointFor(t *testing.T, tokenURL string) (*boundEndpoint, *sleepRecorder, *fakeClock) {
 	t.Helper()
 	f, rec := testEndpoint(t, configFor(tokenURL))
 	clock := newFakeClock()
@@ -743,7 +743,7 @@ func TestRetryableStatusClassifiesStatuses(t *testing.T) {
 // bubbleEndpoint is the endpoint of a source of srv, a memory server in
 // the current bubble, with instant retry waits: a fetch's time in the
 // bubble is its attempts' alone.
-func bubbleEndpoint(t *testing.T, srv *fortetest.Server) (*endpoint, *sleepRecorder) {
+func bubbleEndpoint(t *testing.T, srv *fortetest.Server) (*boundEndpoint, *sleepRecorder) {
 	t.Helper()
 	return testEndpoint(t, &Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL, HTTPClient: srv.Client()})
 }
@@ -821,7 +821,7 @@ func TestStatusErrorSaysWhatToDo(t *testing.T) {
 		{501, "", "does not support this request", "overloaded"},
 	}
 	clk := systemClock()
-	f := &endpoint{clientSecret: "s3cr3t-value-XYZ", red: newRedactor(testClientID, "s3cr3t-value-XYZ"), clock: &clk}
+	f := &endpoint{red: newRedactor(testClientID, "s3cr3t-value-XYZ"), clock: &clk}
 	for _, c := range cases {
 		resp := &http.Response{StatusCode: c.status, Status: fmt.Sprintf("%d %s", c.status, http.StatusText(c.status)), Header: http.Header{}}
 		if c.location != "" {

@@ -263,7 +263,7 @@ func configFor(tokenURL string) *Config {
 }
 
 // testEndpoint returns the endpoint cfg.Token would use, with instant retry waits.
-func testEndpoint(t *testing.T, cfg *Config) (*endpoint, *sleepRecorder) {
+func testEndpoint(t *testing.T, cfg *Config) (*boundEndpoint, *sleepRecorder) {
 	t.Helper()
 	if err := cfg.validate(); err != nil {
 		t.Fatalf("validate: %v", err)
@@ -271,7 +271,19 @@ func testEndpoint(t *testing.T, cfg *Config) (*endpoint, *sleepRecorder) {
 	rec := &sleepRecorder{}
 	clk := testClock(nil, rec)
 	red := newRedactor(cfg.ClientID, cfg.ClientSecret)
-	return newEndpoint(cfg, cfg.httpClient(context.Background()), &clk, red, cfg.logger(red), new(counters)), rec
+	e := newEndpoint(cfg, cfg.httpClient(context.Background()), &clk, red, cfg.logger(red), new(counters))
+	return &boundEndpoint{e, Credentials{cfg.ClientID, cfg.ClientSecret}}, rec
+}
+
+// boundEndpoint is an endpoint that fetches with one set of credentials,
+// a Config's fields, as a TokenSource with static credentials does.
+type boundEndpoint struct {
+	*endpoint
+	cr Credentials
+}
+
+func (e *boundEndpoint) fetch(ctx context.Context) (fetched, error) {
+	return e.endpoint.fetch(ctx, e.cr)
 }
 
 // newForteServer starts a fortetest server that accepts testClientID and testSecret.
@@ -485,4 +497,9 @@ func (b *logBuffer) String() string {
 func newTestLogger() (*slog.Logger, *logBuffer) {
 	b := &logBuffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// testCredsOf returns the static credentials of ts's Config.
+func testCredsOf(ts *TokenSource) Credentials {
+	return Credentials{ts.cfg.ClientID, ts.cfg.ClientSecret}
 }

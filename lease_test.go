@@ -35,7 +35,7 @@ func TestWaitersAdoptTheLockHoldersToken(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sources, m, srv := bubbleFleet(t, 1)
 		ts := sources[0]
-		m.Lock(context.Background(), ts.sealer.key, leaseTTL) // another process is fetching
+		m.Lock(context.Background(), ts.sealerFor(testCredsOf(ts)).key, leaseTTL) // another process is fetching
 		m.set(func(m *memStore) { m.tries = 0 })
 
 		start := time.Now()
@@ -43,7 +43,7 @@ func TestWaitersAdoptTheLockHoldersToken(t *testing.T) {
 		go func() { tok, _ := ts.Token(); got <- tok }()
 		time.Sleep(100 * time.Millisecond) // the holder's fetch takes this long
 		holders := stored{&oauth2.Token{AccessToken: "the-holders-token-value", ExpiresIn: 3600}, time.Now()}
-		m.Set(context.Background(), ts.sealer.key, ts.sealer.seal(holders), time.Hour)
+		m.Set(context.Background(), ts.sealerFor(testCredsOf(ts)).key, ts.sealerFor(testCredsOf(ts)).seal(holders), time.Hour)
 		tok := <-got
 		took := time.Since(start)
 
@@ -77,7 +77,7 @@ func TestAFreeLockIsTakenForTheFetch(t *testing.T) {
 func TestADeadLockHolderCostsOneLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sources, m, srv := bubbleFleet(t, 1)
-		m.Lock(context.Background(), sources[0].sealer.key, leaseTTL) // its holder died at once
+		m.Lock(context.Background(), sources[0].sealerFor(testCredsOf(sources[0])).key, leaseTTL) // its holder died at once
 
 		start := time.Now()
 		mustToken(t, sources[0])

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // redacted stands in for the secret, a password or a token wherever the
@@ -36,29 +38,66 @@ const minSecretLen = 4
 // JSON string inside a JSON string, a URL-escaped value inside JSON.
 const maxUnescapes = 3
 
-// redactor keeps the client secret out of everything the library returns
-// or logs that a server sent. It withholds rather than rewrites: a value
-// that holds the secret in any form the library or a server could
-// plausibly produce is replaced whole by withheld, and every other value
-// passes unchanged. One is made per Config, by newTokenSource and by
-// Config.Token; everything built from an answer, and everything logged,
-// goes through it.
+// maxRemembered bounds the secrets a redactor keeps out of what it
+// checks: the one in use and those used before it, of which a rotation
+// makes one more each time. The oldest is forgotten first.
+const maxRemembered = 8
+
+// redactor keeps the client secrets a source has used out of everything
+// the library returns or logs that a server sent. It withholds rather
+// than rewrites: a value that holds a secret in any form the library or a
+// server could plausibly produce is replaced whole by withheld, and every
+// other value passes unchanged. One is made per Config, by newTokenSource
+// and by Config.Token; everything built from an answer, and everything
+// logged, goes through it.
 type redactor struct {
-	clientID, secret string
+	mu      sync.Mutex
+	secrets atomic.Pointer[[]Credentials] // newest first; replaced, never changed
 }
 
 func newRedactor(clientID, secret string) *redactor {
-	return &redactor{clientID: clientID, secret: secret}
+	r := new(redactor)
+	if secret != "" {
+		r.remember(Credentials{clientID, secret})
+	}
+	return r
 }
 
-// holds reports whether s holds the secret: as it is, under up to
+// remember adds cr's secret to those withheld, unless it is there.
+func (r *redactor) remember(cr Credentials) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.list()
+	if slices.Contains(old, cr) {
+		return
+	}
+	next := append([]Credentials{cr}, old[:min(len(old), maxRemembered-1)]...)
+	r.secrets.Store(&next)
+}
+
+func (r *redactor) list() []Credentials {
+	if p := r.secrets.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// holds reports whether s holds a secret r remembers.
+func (r *redactor) holds(s string) bool {
+	for _, cr := range r.list() {
+		if holdsSecret(s, cr.ClientID, cr.ClientSecret) {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsSecret reports whether s holds secret: as it is, under up to
 // maxUnescapes layers of JSON, Go (%q) or URL escapes with hex digits in
 // either case, or in base64, alone or as a Basic header's user-pass.
-func (r *redactor) holds(s string) bool {
-	needle := r.secret
+func holdsSecret(s, clientID, secret string) bool {
+	needle := secret
 	switch {
-	case needle == "":
-		return false
 	case s == needle:
 		return true
 	case len(needle) < minSecretLen:
@@ -79,7 +118,7 @@ func (r *redactor) holds(s string) bool {
 		}
 		level = next
 	}
-	return len(r.secret) >= minSecretLen && slices.ContainsFunc(base64Forms(r.clientID, r.secret), func(f string) bool {
+	return len(secret) >= minSecretLen && slices.ContainsFunc(base64Forms(clientID, secret), func(f string) bool {
 		return strings.Contains(s, f)
 	})
 }

@@ -90,12 +90,17 @@ func (s *TokenSource) refresh(seen *entry) (*entry, error) {
 	return s.replace(seen)
 }
 
-// replace obtains a token to replace seen, from the Store if there is one
-// and it holds a better token, else from the endpoint, and records the
+// replace obtains a token to replace seen, with the credentials the
+// source supplies for this fetch: from the Store if there is one and it
+// holds a better token for them, else from the endpoint; and records the
 // outcome.
 func (s *TokenSource) replace(seen *entry) (*entry, error) {
+	cr, err := s.currentCredentials()
+	if err != nil {
+		return nil, s.failed(err)
+	}
 	if s.shared != nil {
-		e, release := s.fromStore(seen)
+		e, release := s.fromStore(seen, s.sealerFor(cr))
 		if e != nil {
 			s.counters.storeHits.Add(1)
 			return s.setCached(e), nil
@@ -105,28 +110,52 @@ func (s *TokenSource) replace(seen *entry) (*entry, error) {
 			return old, nil
 		}
 	}
-	f, err := s.endpoint.fetch(s.ctx)
-	now := s.clock.now()
-	if err == nil {
-		e := s.newEntry(f.tok, f.sent)
-		if e.state(now) != stale {
-			s.counters.fetches.Add(1)
-			e = s.setCached(e)
-			if s.shared != nil {
-				s.shared.save(s.ctx, s.sealer, stored{e.tok, e.sent}, e.staleAfter-e.age(now))
-			}
-			return e, nil
-		}
-		err = fmt.Errorf("%w: the token expires in %ds but the request took %v; check the network path to the token endpoint",
-			ErrInvalidResponse, f.tok.ExpiresIn, e.age(now).Round(time.Millisecond))
+	return s.fetch(cr)
+}
+
+// currentCredentials asks the source for this fetch's credentials, within
+// a fetch budget of its own: a func that hangs fails the fetch.
+func (s *TokenSource) currentCredentials() (Credentials, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.endpoint.retry.budget)
+	defer cancel()
+	return s.creds.get(ctx)
+}
+
+// fetch gets a new token from the endpoint with cr, or those credentials
+// a rejection of cr leads to, caches it and stores it in the Store, under
+// the credentials that got it.
+func (s *TokenSource) fetch(cr Credentials) (*entry, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.endpoint.retry.budget)
+	defer cancel()
+	f, used, err := s.creds.obtain(ctx, s.endpoint, cr)
+	if err != nil {
+		return nil, s.failed(err)
 	}
+	now := s.clock.now()
+	e := s.newEntry(f.tok, f.sent)
+	if e.state(now) == stale {
+		return nil, s.failed(fmt.Errorf("%w: the token expires in %ds but the request took %v; check the network path to the token endpoint",
+			ErrInvalidResponse, f.tok.ExpiresIn, e.age(now).Round(time.Millisecond)))
+	}
+	s.counters.fetches.Add(1)
+	e = s.setCached(e)
+	if s.shared != nil {
+		s.shared.save(s.ctx, s.sealerFor(used), stored{e.tok, e.sent}, e.staleAfter-e.age(now))
+	}
+	return e, nil
+}
+
+// failed records a fetch that got no usable token: a background refresh
+// of a token still usable is put off, a blocking fetch cools down.
+func (s *TokenSource) failed(err error) error {
+	now := s.clock.now()
 	s.counters.fetchFailures.Add(1)
 	if old := s.cache.Load(); old != nil && old.state(now) != stale {
 		s.counters.backgroundFailures.Add(1)
 		s.postponeRefresh(old, now, err)
-		return nil, err
+		return err
 	}
-	return nil, s.coolDown(now, err)
+	return s.coolDown(now, err)
 }
 
 // newEntry is the cache entry for tok, requested at sent, with this
@@ -144,20 +173,23 @@ func (s *TokenSource) setCached(e *entry) *entry {
 	return e
 }
 
-// fromStore looks in the Store for a token to replace seen with, before
-// the caller fetches one (see sharing and lockOrWait). It returns the
+// fromStore looks in the Store, under sl's key, for a token to replace
+// seen with, before the caller fetches one (see sharing and lockOrWait). It returns the
 // entry to use, or nil and the function to call once the caller's own
 // fetch is over, which releases the fleet's refresh lock if the caller
 // took it.
-func (s *TokenSource) fromStore(seen *entry) (*entry, func()) {
-	st, locked, err := s.shared.read(s.ctx, s.sealer)
+func (s *TokenSource) fromStore(seen *entry, sl *sealer) (*entry, func()) {
+	if sl == nil {
+		return nil, noRelease
+	}
+	st, locked, err := s.shared.read(s.ctx, sl)
 	if err != nil {
 		return nil, noRelease
 	}
 	if e := s.adoptable(st, seen); e != nil {
 		return e, noRelease
 	}
-	st, release := s.shared.lockOrWait(s.ctx, s.sealer, st, locked)
+	st, release := s.shared.lockOrWait(s.ctx, sl, st, locked)
 	if e := s.adoptable(st, seen); e != nil {
 		release()
 		return e, noRelease

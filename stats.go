@@ -67,6 +67,19 @@ type Stats struct {
 	// for a while and fetches directly; see Store.
 	StoreFaults int64
 
+	// CredentialFailures counts the calls of Config.Credentials that
+	// failed: an error, an empty client ID or secret, or a file of
+	// CredentialsFromFiles missing, unreadable or empty. Each failed its
+	// fetch.
+	CredentialFailures int64
+	// CredentialChanges counts the times Config.Credentials returned other
+	// credentials than at its call before: the rotations the source took.
+	CredentialChanges int64
+	// CredentialFallbacks counts the fetches that, the endpoint having
+	// rejected the newest credentials, tried the ones it last accepted, as
+	// while a new secret is not active yet.
+	CredentialFallbacks int64
+
 	// Expiry is when the cached token expires: when its request was sent,
 	// on the wall clock, plus its lifetime (expires_in), moved earlier by
 	// as much as the wall clock has been set back since, if by the margin
@@ -103,6 +116,10 @@ func (s *TokenSource) Stats() Stats {
 		Replays:            c.replays.Load(),
 		StoreHits:          c.storeHits.Load(),
 		StoreFaults:        c.storeFaults.Load(),
+
+		CredentialFailures:  c.credentialFailures.Load(),
+		CredentialChanges:   c.credentialChanges.Load(),
+		CredentialFallbacks: c.credentialFallbacks.Load(),
 	}
 	if e := s.cache.Load(); e != nil {
 		// On the wall clock as a token's Expiry is: the same from one

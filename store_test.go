@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,7 +230,7 @@ func TestStoreValueTamperedWithIsIgnoredAndReplaced(t *testing.T) {
 		t.Fatalf("the bad value was logged %d times, want once:\n%s", n, logs)
 	}
 	// The replacement opens.
-	if st, _, err := sources[0].shared.read(context.Background(), sources[0].sealer); err != nil || st.tok == nil || st.tok.AccessToken != second.AccessToken {
+	if st, _, err := sources[0].shared.read(context.Background(), sources[0].sealerFor(testCredsOf(sources[0]))); err != nil || st.tok == nil || st.tok.AccessToken != second.AccessToken {
 		t.Fatal("the tampered value was not replaced by the new token")
 	}
 }
@@ -243,7 +244,7 @@ func TestStoreValueSealedUnderAnotherSecretIsIgnored(t *testing.T) {
 	other := Config{ClientID: srv.ClientID, ClientSecret: "another-secret", TokenURL: srv.TokenURL, Store: store}
 	sl := mustSealer(t, other.TokenURL, other.ClientID, other.ClientSecret)
 	planted := stored{&oauth2.Token{AccessToken: "planted-token-value", ExpiresIn: 3600}, clock.Now()}
-	store.Set(context.Background(), ts.sealer.key, sl.seal(planted), time.Hour) // at our key
+	store.Set(context.Background(), ts.sealerFor(testCredsOf(ts)).key, sl.seal(planted), time.Hour) // at our key
 
 	if tok := mustToken(t, ts); tok.AccessToken == "planted-token-value" || tokenRequests(srv) != 1 {
 		t.Fatal("a value sealed under another secret was used")
@@ -317,5 +318,46 @@ func TestAStoreWithoutALockerShares(t *testing.T) {
 	}
 	if m.tries != 0 || len(m.locks) != 0 {
 		t.Errorf("%d Lock calls through a Store that is not a Locker", m.tries)
+	}
+}
+
+// TestStoreKeysFollowTheCredentials: sources on two secrets share one
+// Store, each group its own token, for one request each; a source whose
+// secret changes moves from the first group's token to the second's.
+func TestStoreKeysFollowTheCredentials(t *testing.T) {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	one := fortetest.Credentials{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret}
+	two := fortetest.Credentials{ClientID: srv.ClientID, ClientSecret: "the-second-secret"}
+	srv.AcceptCredentials(one, two)
+	clock := newFakeClock()
+	m := newMemStore(clock.Now)
+	group := func(c fortetest.Credentials) (tokens []string) {
+		for range 3 {
+			ts := newTestSource(t, withServer(srv), withStore(m), withClock(clock),
+				withConfig(func(cfg *Config) { cfg.ClientID, cfg.ClientSecret = c.ClientID, c.ClientSecret })).ts
+			tokens = append(tokens, mustToken(t, ts).AccessToken)
+		}
+		return tokens
+	}
+	a, b := group(one), group(two)
+	if a[0] != a[1] || a[1] != a[2] || b[0] != b[1] || b[1] != b[2] || a[0] == b[0] || tokenRequests(srv) != 2 {
+		t.Fatalf("%d token requests for two groups of 3 on two secrets, want 2: one token per group", tokenRequests(srv))
+	}
+
+	var secret atomic.Value
+	secret.Store(one.ClientSecret)
+	fn := func(context.Context) (Credentials, error) {
+		return Credentials{srv.ClientID, secret.Load().(string)}, nil
+	}
+	ts := newTestSource(t, withServer(srv), withStore(m), withClock(clock),
+		withConfig(func(cfg *Config) { cfg.ClientID, cfg.ClientSecret, cfg.Credentials = "", "", fn })).ts
+	if tok := mustToken(t, ts); tok.AccessToken != a[0] {
+		t.Fatal("a source on the first secret did not take the first group's token")
+	}
+	secret.Store(two.ClientSecret)
+	ts.Invalidate(nil)
+	if tok := mustToken(t, ts); tok.AccessToken != b[0] || tokenRequests(srv) != 2 {
+		t.Fatalf("after its secret changed, the source got the second group's token: %v, token requests %d (want 2)", tok.AccessToken == b[0], tokenRequests(srv))
 	}
 }

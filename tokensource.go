@@ -57,8 +57,9 @@ type TokenSource struct {
 	refreshing atomic.Bool             // a background refresh is running
 	group      singleflight.Group
 
-	shared *sharing // nil without Config.Store
-	sealer *sealer  // names and seals this source's tokens in the Store
+	creds   *credentials
+	shared  *sharing               // nil without Config.Store
+	sealers atomic.Pointer[sealed] // the sealer of the credentials last used
 
 	unauthorized unauthorized // what 401s from the API do; see answered
 	skipped      sync.Map     // hosts Transport sent requests to without a token, logged once each
@@ -81,9 +82,9 @@ func newTokenSource(ctx context.Context, c *Config) *TokenSource {
 	s.log = cfg.logger(s.red)
 	s.unauthorized.log = s.log
 	s.endpoint = newEndpoint(&cfg, cfg.httpClient(ctx), &s.clock, s.red, s.log, &s.counters)
+	s.creds = cfg.credentials(s.red, s.log, &s.counters)
 	s.hosts = cfg.apiHosts()
 	if s.err == nil && cfg.Store != nil {
-		s.sealer, s.err = newSealer(cfg.TokenURL, cfg.ClientID, cfg.ClientSecret)
 		s.shared = newSharing(cfg.Store, &s.clock, s.log, &s.counters, s.endpoint.retry.budget)
 	}
 	return s
@@ -185,7 +186,7 @@ func (s *TokenSource) Format(f fmt.State, verb rune) {
 		fmt.Fprint(f, "(*forteauth.TokenSource)(nil)")
 		return
 	}
-	fmt.Fprintf(f, "&forteauth.TokenSource{ClientID:%q TokenURL:%q Token:%s}", s.cfg.ClientID, s.red.url(s.cfg.TokenURL), s.describeToken())
+	fmt.Fprintf(f, "&forteauth.TokenSource{ClientID:%q TokenURL:%q Token:%s}", s.clientID(), s.red.url(s.cfg.TokenURL), s.describeToken())
 }
 
 // LogValue implements slog.LogValuer with the same content as Format.
@@ -194,10 +195,41 @@ func (s *TokenSource) LogValue() slog.Value {
 		return slog.StringValue("<nil>")
 	}
 	return slog.GroupValue(
-		slog.String("client_id", s.cfg.ClientID),
+		slog.String("client_id", s.clientID()),
 		slog.String("token_url", s.red.url(s.cfg.TokenURL)),
 		slog.String("token", s.describeToken()),
 	)
+}
+
+// clientID is the client ID of Config, or the one its Credentials func
+// gave last.
+func (s *TokenSource) clientID() string {
+	if s.cfg.ClientID != "" {
+		return s.cfg.ClientID
+	}
+	return s.creds.clientID()
+}
+
+// sealed is a sealer and the credentials it is for.
+type sealed struct {
+	cr Credentials
+	sl *sealer
+}
+
+// sealerFor returns the sealer of cr: the Store key and sealing of its
+// tokens follow the credentials in use, so that sources on different
+// secrets share nothing, and a rotation starts a key of its own. It is
+// nil if none can be made, and the Store is then not used.
+func (s *TokenSource) sealerFor(cr Credentials) *sealer {
+	if p := s.sealers.Load(); p != nil && p.cr == cr {
+		return p.sl
+	}
+	sl, err := newSealer(s.cfg.TokenURL, cr.ClientID, cr.ClientSecret)
+	if err != nil {
+		return nil
+	}
+	s.sealers.Store(&sealed{cr, sl})
+	return sl
 }
 
 func (s *TokenSource) describeToken() string {

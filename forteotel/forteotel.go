@@ -24,6 +24,9 @@
 //	forteauth.api.replays                counter {request}  requests sent again after a 401
 //	forteauth.store.hits                 counter {token}    tokens taken from Config.Store
 //	forteauth.store.faults               counter {call}     Store calls that failed
+//	forteauth.credentials.failures       counter {call}     calls of Config.Credentials that failed
+//	forteauth.credentials.changes        counter {change}   credential changes the source took (rotations)
+//	forteauth.credentials.fallbacks      counter {fetch}    fetches that fell back to the credentials last accepted
 //	forteauth.token.remaining            gauge   s          seconds until the cached token expires
 //
 // forteauth.token.remaining is 0 when no token is cached (before the first
@@ -89,6 +92,15 @@ var counters = [...]counter{
 	{"forteauth.store.faults", "{call}",
 		"Calls of the shared token Store that failed or timed out.",
 		func(s *forteauth.Stats) int64 { return s.StoreFaults }},
+	{"forteauth.credentials.failures", "{call}",
+		"Calls of Config.Credentials that failed: an error, an empty value, or a file missing, unreadable or empty.",
+		func(s *forteauth.Stats) int64 { return s.CredentialFailures }},
+	{"forteauth.credentials.changes", "{change}",
+		"Times Config.Credentials returned other credentials than before: the rotations the source took.",
+		func(s *forteauth.Stats) int64 { return s.CredentialChanges }},
+	{"forteauth.credentials.fallbacks", "{fetch}",
+		"Fetches that, the newest credentials rejected, tried those the endpoint last accepted.",
+		func(s *forteauth.Stats) int64 { return s.CredentialFallbacks }},
 }
 
 const (

@@ -20,6 +20,7 @@ func TestEachInstrumentReportsItsField(t *testing.T) {
 	st := forteauth.Stats{
 		TokenRequests: 1, Fetches: 2, FetchFailures: 3, BackgroundFailures: 4, Waits: 5,
 		CoolDownErrors: 6, Unauthorized: 7, Replays: 8, StoreHits: 9, StoreFaults: 10,
+		CredentialFailures: 11, CredentialChanges: 12, CredentialFallbacks: 13,
 		Expiry: now.Add(90*time.Second + 500*time.Millisecond), RefreshAt: now,
 	}
 	want := map[string]float64{
@@ -33,6 +34,9 @@ func TestEachInstrumentReportsItsField(t *testing.T) {
 		"forteauth.api.replays":               8,
 		"forteauth.store.hits":                9,
 		"forteauth.store.faults":              10,
+		"forteauth.credentials.failures":      11,
+		"forteauth.credentials.changes":       12,
+		"forteauth.credentials.fallbacks":     13,
 		"forteauth.token.remaining":           90.5,
 	}
 	reader := sdkmetric.NewManualReader()
