@@ -247,6 +247,9 @@ func TestEveryInstrumentAfterAScriptedRun(t *testing.T) {
 		"forteauth.api.replays":               1,
 		"forteauth.store.hits":                2,
 		"forteauth.store.faults":              1,
+		"forteauth.credentials.failures":      0, // Config's fields: no Credentials func to fail, change or fall back
+		"forteauth.credentials.changes":       0,
+		"forteauth.credentials.fallbacks":     0,
 		"forteauth.token.remaining":           0, // no token
 	}
 	got := collect(t, reader)
