@@ -19,7 +19,7 @@ import (
 
 // fakeOptions are the flags of the fake command.
 type fakeOptions struct {
-	addr              string
+	addr, secretsFile string
 	lifetime, latency time.Duration
 	failureRate       float64
 }
@@ -31,6 +31,7 @@ func fakeFlags() (*flag.FlagSet, *fakeOptions) {
 	fs.DurationVar(&o.lifetime, "lifetime", time.Hour, "")
 	fs.DurationVar(&o.latency, "latency", 0, "")
 	fs.Float64Var(&o.failureRate, "failure-rate", 0, "")
+	fs.StringVar(&o.secretsFile, "secrets-file", "", "")
 	return fs, o
 }
 
@@ -52,14 +53,22 @@ func runFake(args []string, stdout io.Writer) error {
 	// Catch the signals before anyone can learn the address and send one.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
-	srv, err := startServer(o)
+	srv, secret, err := startServer(o)
 	if err != nil {
 		return err
 	}
 	defer srv.Close() // answers the requests in progress first
+	if o.secretsFile != "" {
+		done := make(chan struct{})
+		go func() { defer close(done); reloadOnHangup(ctx, hup, srv, o.secretsFile, os.Stderr) }()
+		defer func() { <-done }()
+	}
 
-	if err := printExports(stdout, srv); err != nil {
+	if err := printExports(stdout, srv, secret); err != nil {
 		return fmt.Errorf("writing the server's details to stdout: %w", err)
 	}
 	if c, ok := stdout.(io.Closer); ok {
@@ -87,24 +96,32 @@ func checkFake(fs *flag.FlagSet, o *fakeOptions) error {
 	return nil
 }
 
-// startServer starts a fortetest.Server on o.addr, set up as o says.
-func startServer(o *fakeOptions) (*fortetest.Server, error) {
+// startServer starts a fortetest.Server on o.addr, set up as o says, and
+// returns it and the secret to print.
+func startServer(o *fakeOptions) (*fortetest.Server, string, error) {
+	srv := fortetest.NewUnstartedServer()
+	secret := srv.ClientSecret
+	if o.secretsFile != "" {
+		var err error
+		if secret, err = acceptSecretsFile(srv, o.secretsFile); err != nil {
+			return nil, "", err
+		}
+	}
 	l, err := net.Listen("tcp", o.addr)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	srv := fortetest.NewUnstartedServer()
 	srv.Listener = l
 	srv.SetLifetime(o.lifetime)
 	srv.SetLatency(o.latency)
 	srv.SetFailureRate(o.failureRate, fortetest.Failure{Status: http.StatusServiceUnavailable})
 	srv.Start()
-	return srv, nil
+	return srv, secret, nil
 }
 
 // printExports writes the server's details as shell export lines, for
 // eval "$(fortetoken fake &)".
-func printExports(w io.Writer, srv *fortetest.Server) error {
+func printExports(w io.Writer, srv *fortetest.Server, secret string) error {
 	pid := os.Getpid()
 	_, err := fmt.Fprintf(w, `# fortetoken fake: a fake Forte token endpoint and API. Stop it with Ctrl-C or: kill %d
 export FORTE_BASE_URL=%s
@@ -112,7 +129,7 @@ export FORTE_TOKEN_URL=%s
 export FORTE_CLIENT_ID=%s
 export FORTE_CLIENT_SECRET=%s
 export FORTE_FAKE_PID=%d
-`, pid, shellQuote(srv.URL), shellQuote(srv.TokenURL), shellQuote(srv.ClientID), shellQuote(srv.ClientSecret), pid)
+`, pid, shellQuote(srv.URL), shellQuote(srv.TokenURL), shellQuote(srv.ClientID), shellQuote(secret), pid)
 	return err
 }
 

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -150,6 +153,42 @@ kill "$FORTE_FAKE_PID"`)
 		f.stop(t, syscall.SIGTERM)
 	})
 
+	t.Run("SecretsFileReloadedOnSIGHUP", func(t *testing.T) {
+		t.Parallel()
+		secrets := filepath.Join(t.TempDir(), "secrets")
+		os.WriteFile(secrets, []byte("first-secret\n"), 0o600)
+		f := startFake(t, bin, "-secrets-file", secrets)
+		if f.vars[secretEnv] != "first-secret" {
+			t.Fatalf("FORTE_CLIENT_SECRET=%q, want the file's first-secret", f.vars[secretEnv])
+		}
+		token := func(secret string) (int, string) {
+			return tokenFromFake(t, f.vars["FORTE_TOKEN_URL"], f.vars[clientIDEnv], secret)
+		}
+		_, old := token("first-secret")
+		reload := func(list string) {
+			os.WriteFile(secrets, []byte(list), 0o600)
+			f.cmd.Process.Signal(syscall.SIGHUP)
+		}
+		reload("first-secret\nsecond-secret\n") // the overlap
+		waitFor(t, "the second secret to be accepted", func() bool { code, _ := token("second-secret"); return code == http.StatusCreated })
+		reload("second-secret\n") // the first retired
+		waitFor(t, "the first secret to be refused", func() bool { code, _ := token("first-secret"); return code == http.StatusUnauthorized })
+		req, _ := http.NewRequest(http.MethodGet, f.vars["FORTE_BASE_URL"]+"/v3/payments", nil)
+		req.Header.Set("Authorization", "Bearer "+old)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("a token of the retired secret got %s from the API, want 401: revoked", resp.Status)
+		}
+		http.DefaultClient.CloseIdleConnections()
+		if r := f.stop(t, syscall.SIGTERM); r.code != 0 || r.stderr != "" {
+			t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
+
 	t.Run("Addr", func(t *testing.T) {
 		t.Parallel()
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -187,4 +226,35 @@ kill "$FORTE_FAKE_PID"`)
 			execute(t, bin, nil, append([]string{"fake"}, c.args...)...).wantError(t, exitUsage, nil, c.mention)
 		}
 	})
+}
+
+// tokenFromFake asks the fake at tokenURL for a token with id and secret,
+// and returns the status and the token.
+func tokenFromFake(t *testing.T, tokenURL, id, secret string) (int, string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"client_id": id, "client_secret": secret})
+	resp, err := http.Post(tokenURL, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Data struct {
+			AccessToken string `json:"access_token"`
+		} `json:"data"`
+	}
+	json.NewDecoder(resp.Body).Decode(&got)
+	return resp.StatusCode, got.Data.AccessToken
+}
+
+// waitFor waits for cond, which a signal to another process makes true
+// when that process gets to it; the bound only keeps a broken fake from
+// hanging the test.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
 }

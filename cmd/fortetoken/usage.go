@@ -62,6 +62,9 @@ Flags:
   -latency DURATION      delay before each token answer (default 0)
   -failure-rate FRACTION fraction of token requests answered 503, from 0 to 1
                          (default 0)
+  -secrets-file PATH     accept the client secrets PATH lists, one a line (two
+                         during a rotation's overlap), and read it again on
+                         SIGHUP, revoking the tokens of secrets no longer listed
 
 Exit status: 0 after SIGINT or SIGTERM; 2 usage; 1 anything else, such as
 an address already in use.
