@@ -38,6 +38,9 @@ import (
 //     failures go on, up to 30 s, or the endpoint's Retry-After.
 //   - The window is clamped to half a token's lifetime and the margin to a
 //     quarter, so short-lived tokens are not refreshed on every call.
+//   - With Config.Credentials, the credentials are asked for once per
+//     fetch, and a rejection of new ones is recovered from; see
+//     Config.Credentials.
 //   - With Config.Store, the source looks in the Store before it fetches,
 //     and stores what it fetches; see Store.
 //   - Through Transport, a 401 from the API invalidates the token and the
