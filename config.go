@@ -111,8 +111,16 @@ type Config struct {
 
 	// Logger receives refresh failures, retries and cool-downs: the events
 	// no caller sees as an error. It never receives the secret or a whole
-	// token. If nil, nothing is logged.
+	// token. Records made during a fetch or a wait reach its Handler with
+	// their context, which carries the fetch's or the call's span when a
+	// Trace set one. If nil, nothing is logged.
 	Logger *slog.Logger
+
+	// Trace, if set, sees every token fetch, every call that waits for
+	// one, and every request Transport sends again after a 401; see
+	// Trace. forteotel.NewTrace makes one that records OpenTelemetry
+	// spans.
+	Trace *Trace
 }
 
 // validate reports the first problem with c, naming the field and the fix.
@@ -237,7 +245,7 @@ func (c *Config) Token(ctx context.Context) (*oauth2.Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, _, err := creds.obtain(ctx, newEndpoint(c, c.httpClient(ctx), &clk, red, log, counts), cr)
+	f, _, err := creds.obtain(ctx, newEndpoint(c, c.httpClient(ctx), &clk, red, log, counts), cr, new(FetchInfo))
 	return f.tok, err
 }
 

@@ -153,15 +153,16 @@ func (c *credentials) clientID() string {
 // 403): it asks the source again and, if that gives other credentials,
 // tries them at once; if the newest are rejected where the endpoint last
 // accepted others, as while a new secret is not active yet, it tries
-// those once. It returns the token and the credentials that got it.
-func (c *credentials) obtain(ctx context.Context, p *endpoint, cr Credentials) (fetched, Credentials, error) {
-	f, err := p.fetch(ctx, cr)
+// those once. It returns the token and the credentials that got it, and
+// counts its requests in info.
+func (c *credentials) obtain(ctx context.Context, p *endpoint, cr Credentials, info *FetchInfo) (fetched, Credentials, error) {
+	f, err := p.fetch(ctx, cr, info)
 	if !rejected(err) {
 		return c.settle(f, cr, err)
 	}
 	if again, gerr := c.get(ctx); gerr == nil && again != cr {
 		cr = again
-		if f, err = p.fetch(ctx, cr); !rejected(err) {
+		if f, err = p.fetch(ctx, cr, info); !rejected(err) {
 			return c.settle(f, cr, err)
 		}
 	}
@@ -172,9 +173,9 @@ func (c *credentials) obtain(ctx context.Context, p *endpoint, cr Credentials) (
 		return fetched{}, cr, err
 	}
 	c.counts.credentialFallbacks.Add(1)
-	c.log.Warn("forteauth: the token endpoint rejected the newest credentials; trying the ones it last accepted, as while a new secret is not active yet",
+	c.log.WarnContext(ctx, "forteauth: the token endpoint rejected the newest credentials; trying the ones it last accepted, as while a new secret is not active yet",
 		"client_id", cr.ClientID, "error", err)
-	if f, perr := p.fetch(ctx, prev); perr == nil {
+	if f, perr := p.fetch(ctx, prev, info); perr == nil {
 		return c.settle(f, prev, nil)
 	}
 	return fetched{}, cr, err

@@ -95,11 +95,13 @@ var final = retry{}
 // fetch obtains one new token with cr, retrying network errors, 408, 429
 // and 5xx within the retry budget, or ctx's deadline if sooner: the
 // fetches of one credentials recovery share the budget of their caller.
-func (p *endpoint) fetch(ctx context.Context, cr Credentials) (fetched, error) {
+// It counts its requests, and the last status, in info.
+func (p *endpoint) fetch(ctx context.Context, cr Credentials, info *FetchInfo) (fetched, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.retry.budget)
 	defer cancel()
 	for n := 1; ; n++ {
-		f, verdict, err := p.request(ctx, cr)
+		info.Attempts++
+		f, verdict, err := p.request(ctx, cr, &info.LastStatus)
 		if err == nil {
 			return f, nil
 		}
@@ -108,19 +110,20 @@ func (p *endpoint) fetch(ctx context.Context, cr Credentials) (fetched, error) {
 		}
 		wait := max(verdict.after, p.retry.backoff.after(n))
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			p.log.Warn("forteauth: not retrying token request: the wait before the next attempt is longer than the time left",
+			p.log.WarnContext(ctx, "forteauth: not retrying token request: the wait before the next attempt is longer than the time left",
 				"attempt", n, "wait", wait, "error", err)
 			return fetched{}, err
 		}
-		p.log.Info("forteauth: retrying token request", "attempt", n, "wait", wait, "error", err)
+		p.log.InfoContext(ctx, "forteauth: retrying token request", "attempt", n, "wait", wait, "error", err)
 		if p.clock.sleep(ctx, wait) != nil {
 			return fetched{}, err
 		}
 	}
 }
 
-// request sends one token request with cr and reads its answer.
-func (p *endpoint) request(ctx context.Context, cr Credentials) (fetched, retry, error) {
+// request sends one token request with cr and reads its answer, whose
+// status it writes to status.
+func (p *endpoint) request(ctx context.Context, cr Credentials, status *int) (fetched, retry, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.retry.perAttempt)
 	defer cancel()
 	body, err := json.Marshal(struct {
@@ -145,6 +148,7 @@ func (p *endpoint) request(ctx context.Context, cr Credentials) (fetched, retry,
 		return fetched{}, netErrorRetry(err), p.red.wrap("forteauth: token request failed", err)
 	}
 	defer resp.Body.Close()
+	*status = resp.StatusCode
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
 	if err != nil {
 		return fetched{}, netErrorRetry(err), p.red.wrap(fmt.Sprintf("forteauth: reading token response (HTTP %d)", resp.StatusCode), err)

@@ -283,7 +283,7 @@ type boundEndpoint struct {
 }
 
 func (e *boundEndpoint) fetch(ctx context.Context) (fetched, error) {
-	return e.endpoint.fetch(ctx, e.cr)
+	return e.endpoint.fetch(ctx, e.cr, new(FetchInfo))
 }
 
 // newForteServer starts a fortetest server that accepts testClientID and testSecret.

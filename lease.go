@@ -88,7 +88,7 @@ func (sh *sharing) awaitHolder(ctx context.Context, sl *sealer, seen stored) (st
 			return st, noRelease
 		}
 		if !time.Now().Before(deadline) {
-			sh.log.Info("forteauth: the token store's refresh lock is held but no new token arrived; fetching directly",
+			sh.log.InfoContext(ctx, "forteauth: the token store's refresh lock is held but no new token arrived; fetching directly",
 				"waited", time.Since(start).Round(time.Millisecond))
 			return stored{}, noRelease
 		}
@@ -103,7 +103,7 @@ func (sh *sharing) awaitHolder(ctx context.Context, sl *sealer, seen stored) (st
 			recheck = time.Now().Add(sh.lease)
 			continue
 		}
-		sh.log.Info("forteauth: the token store's refresh lock was given up without a new token; fetching",
+		sh.log.InfoContext(ctx, "forteauth: the token store's refresh lock was given up without a new token; fetching",
 			"waited", time.Since(start).Round(time.Millisecond))
 		return sh.readLocked(ctx, sl, seen, release)
 	}
@@ -116,10 +116,10 @@ func (sh *sharing) lock(ctx context.Context, key string) (release func(), ok boo
 	owner, ok, err := sh.locker.Lock(lctx, key, sh.lease)
 	cancel()
 	if err != nil {
-		sh.fault("lock", err)
+		sh.fault(ctx, "lock", err)
 		return nil, false, err
 	}
-	sh.worked(true)
+	sh.worked(ctx, true)
 	if !ok {
 		return nil, false, nil
 	}
@@ -129,10 +129,10 @@ func (sh *sharing) lock(ctx context.Context, key string) (release func(), ok boo
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sh.timeout())
 		defer cancel()
 		if err := sh.locker.Unlock(uctx, key, owner); err != nil {
-			sh.fault("unlock", err)
+			sh.fault(uctx, "unlock", err)
 			return
 		}
-		sh.worked(true)
+		sh.worked(uctx, true)
 	}, true, nil
 }
 

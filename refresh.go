@@ -39,9 +39,16 @@ func (s *TokenSource) wait(ctx context.Context, seen *entry) (*entry, time.Time,
 	if err := ctx.Err(); err != nil {
 		return nil, time.Time{}, fmt.Errorf("forteauth: not waiting for a token: %w", err)
 	}
+	ctx = s.startWait(ctx)
+	reason := FetchNoToken
+	if seen == nil && s.unauthorized.wasInvalidated() {
+		reason = FetchRejected
+	}
 	prior := s.failure.Load()
 	select {
-	case r := <-s.group.DoChan("", func() (any, error) { return s.refresh(seen) }):
+	case r := <-s.group.DoChan("", func() (any, error) { return s.refresh(seen, reason) }):
+		res := r.Val.(fetchResult)
+		s.endWait(ctx, res.fetch, r.Err)
 		// Getting back the error of the failure on record when the wait
 		// began means that no fetch ran for this call: the cool-down
 		// answered it.
@@ -53,10 +60,12 @@ func (s *TokenSource) wait(ctx context.Context, seen *entry) (*entry, time.Time,
 		if r.Err != nil {
 			return nil, time.Time{}, r.Err
 		}
-		return r.Val.(*entry), s.clock.now(), nil
+		return res.e, s.clock.now(), nil
 	case <-ctx.Done():
 		s.counters.waits.Add(1)
-		return nil, time.Time{}, fmt.Errorf("forteauth: gave up waiting for a token: %w", ctx.Err())
+		err := fmt.Errorf("forteauth: gave up waiting for a token: %w", ctx.Err())
+		s.endWait(ctx, s.fetchInFlight(), err)
+		return nil, time.Time{}, err
 	}
 }
 
@@ -68,8 +77,16 @@ func (s *TokenSource) refreshInBackground(seen *entry) {
 	}
 	go func() {
 		defer s.refreshing.Store(false)
-		s.group.Do("", func() (any, error) { return s.refresh(seen) }) // refresh stores or logs the outcome
+		s.group.Do("", func() (any, error) { return s.refresh(seen, FetchRefresh) }) // refresh stores or logs the outcome
 	}()
+}
+
+// fetchResult is what the shared fetch gives every caller that waited for
+// it: the entry, and the context the fetch ran in (nil if none ran), for
+// a Trace to link the waits to.
+type fetchResult struct {
+	e     *entry
+	fetch context.Context
 }
 
 // refresh is the shared fetch for callers that saw seen in the cache. It
@@ -79,29 +96,38 @@ func (s *TokenSource) refreshInBackground(seen *entry) {
 // A caller's look at the cache and its start of the shared fetch are not
 // one atomic step: another fetch may have ended, and stored a token or a
 // failure, in between. Then nothing is fetched again.
-func (s *TokenSource) refresh(seen *entry) (*entry, error) {
+func (s *TokenSource) refresh(seen *entry, reason FetchReason) (fetchResult, error) {
 	now := s.clock.now()
 	if cur := s.cache.Load(); cur != seen && cur != nil && cur.state(now) != stale {
-		return cur, nil
+		return fetchResult{e: cur}, nil
 	}
 	if f := s.failure.Load(); f != nil && now.Before(f.until) {
-		return nil, f.err
+		return fetchResult{}, f.err
 	}
-	return s.replace(seen)
+	ctx := s.startFetch(reason)
+	info := FetchInfo{Reason: reason}
+	e, err := s.replace(ctx, seen, &info)
+	if err != nil {
+		info.Err = err
+		err = s.failed(ctx, err)
+	}
+	s.endFetch(ctx, info)
+	return fetchResult{e, ctx}, err
 }
 
 // replace obtains a token to replace seen, with the credentials the
 // source supplies for this fetch: from the Store if there is one and it
-// holds a better token for them, else from the endpoint; and records the
-// outcome.
-func (s *TokenSource) replace(seen *entry) (*entry, error) {
-	cr, err := s.currentCredentials()
+// holds a better token for them, else from the endpoint. It records what
+// it did in info, and returns the error of a fetch that got no token.
+func (s *TokenSource) replace(ctx context.Context, seen *entry, info *FetchInfo) (*entry, error) {
+	cr, err := s.currentCredentials(ctx)
 	if err != nil {
-		return nil, s.failed(err)
+		return nil, err
 	}
 	if s.shared != nil {
-		e, release := s.fromStore(seen, s.sealerFor(cr))
+		e, release := s.fromStore(ctx, seen, s.sealerFor(cr))
 		if e != nil {
+			info.FromStore = true
 			s.counters.storeHits.Add(1)
 			return s.setCached(e), nil
 		}
@@ -110,13 +136,13 @@ func (s *TokenSource) replace(seen *entry) (*entry, error) {
 			return old, nil
 		}
 	}
-	return s.fetch(cr)
+	return s.fetch(ctx, cr, info)
 }
 
 // currentCredentials asks the source for this fetch's credentials, within
 // a fetch budget of its own: a func that hangs fails the fetch.
-func (s *TokenSource) currentCredentials() (Credentials, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.endpoint.retry.budget)
+func (s *TokenSource) currentCredentials(ctx context.Context) (Credentials, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.endpoint.retry.budget)
 	defer cancel()
 	return s.creds.get(ctx)
 }
@@ -124,38 +150,25 @@ func (s *TokenSource) currentCredentials() (Credentials, error) {
 // fetch gets a new token from the endpoint with cr, or those credentials
 // a rejection of cr leads to, caches it and stores it in the Store, under
 // the credentials that got it.
-func (s *TokenSource) fetch(cr Credentials) (*entry, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.endpoint.retry.budget)
+func (s *TokenSource) fetch(ctx context.Context, cr Credentials, info *FetchInfo) (*entry, error) {
+	bctx, cancel := context.WithTimeout(ctx, s.endpoint.retry.budget)
 	defer cancel()
-	f, used, err := s.creds.obtain(ctx, s.endpoint, cr)
+	f, used, err := s.creds.obtain(bctx, s.endpoint, cr, info)
 	if err != nil {
-		return nil, s.failed(err)
+		return nil, err
 	}
 	now := s.clock.now()
 	e := s.newEntry(f.tok, f.sent)
 	if e.state(now) == stale {
-		return nil, s.failed(fmt.Errorf("%w: the token expires in %ds but the request took %v; check the network path to the token endpoint",
-			ErrInvalidResponse, f.tok.ExpiresIn, e.age(now).Round(time.Millisecond)))
+		return nil, fmt.Errorf("%w: the token expires in %ds but the request took %v; check the network path to the token endpoint",
+			ErrInvalidResponse, f.tok.ExpiresIn, e.age(now).Round(time.Millisecond))
 	}
 	s.counters.fetches.Add(1)
 	e = s.setCached(e)
 	if s.shared != nil {
-		s.shared.save(s.ctx, s.sealerFor(used), stored{e.tok, e.sent}, e.staleAfter-e.age(now))
+		s.shared.save(ctx, s.sealerFor(used), stored{e.tok, e.sent}, e.staleAfter-e.age(now))
 	}
 	return e, nil
-}
-
-// failed records a fetch that got no usable token: a background refresh
-// of a token still usable is put off, a blocking fetch cools down.
-func (s *TokenSource) failed(err error) error {
-	now := s.clock.now()
-	s.counters.fetchFailures.Add(1)
-	if old := s.cache.Load(); old != nil && old.state(now) != stale {
-		s.counters.backgroundFailures.Add(1)
-		s.postponeRefresh(old, now, err)
-		return err
-	}
-	return s.coolDown(now, err)
 }
 
 // newEntry is the cache entry for tok, requested at sent, with this
@@ -178,18 +191,18 @@ func (s *TokenSource) setCached(e *entry) *entry {
 // entry to use, or nil and the function to call once the caller's own
 // fetch is over, which releases the fleet's refresh lock if the caller
 // took it.
-func (s *TokenSource) fromStore(seen *entry, sl *sealer) (*entry, func()) {
+func (s *TokenSource) fromStore(ctx context.Context, seen *entry, sl *sealer) (*entry, func()) {
 	if sl == nil {
 		return nil, noRelease
 	}
-	st, locked, err := s.shared.read(s.ctx, sl)
+	st, locked, err := s.shared.read(ctx, sl)
 	if err != nil {
 		return nil, noRelease
 	}
 	if e := s.adoptable(st, seen); e != nil {
 		return e, noRelease
 	}
-	st, release := s.shared.lockOrWait(s.ctx, sl, st, locked)
+	st, release := s.shared.lockOrWait(ctx, sl, st, locked)
 	if e := s.adoptable(st, seen); e != nil {
 		release()
 		return e, noRelease
@@ -242,47 +255,4 @@ func (s *TokenSource) postponeForStore() (*entry, bool) {
 	}
 	s.cache.CompareAndSwap(old, old.refreshAt(after))
 	return old, true
-}
-
-// postponeRefresh keeps old, still usable, after a background refresh
-// failed with err: its next refresh waits for failureBackoff, or for the
-// Retry-After the endpoint sent if that is longer.
-func (s *TokenSource) postponeRefresh(old *entry, now time.Time, err error) {
-	age := old.age(now)
-	next := old.refreshAt(age + max(failureBackoff.after(old.failures+1), serverWait(err)))
-	next.failures++
-	s.cache.CompareAndSwap(old, next)
-	s.log.Warn("forteauth: background token refresh failed; keeping the current token",
-		"error", err, "failures", next.failures,
-		"retry_in", (next.refreshAfter - age).Round(time.Millisecond),
-		"token_usable_for", (old.staleAfter - age).Round(time.Millisecond))
-}
-
-// failure remembers a failed blocking fetch so that callers during its
-// cool-down get its error instead of each sending a request.
-type failure struct {
-	err   error // what callers get: the fetch error, wrapped
-	until time.Time
-	count int // failures in a row
-}
-
-// coolDown records a failed blocking fetch and returns the error callers
-// get until the cool-down ends. The cool-down follows failureBackoff with
-// the failures in a row, and is at least the wait the endpoint asked for
-// with Retry-After.
-func (s *TokenSource) coolDown(now time.Time, err error) error {
-	n := 1
-	if prev := s.failure.Load(); prev != nil {
-		n = prev.count + 1
-	}
-	d := max(failureBackoff.after(n), serverWait(err))
-	f := &failure{
-		err:   fmt.Errorf("forteauth: no token; %d token fetch(es) failed in a row, so callers get this error for %v before the next attempt: %w", n, d.Round(time.Millisecond), err),
-		until: now.Add(d),
-		count: n,
-	}
-	s.failure.Store(f)
-	s.log.Error("forteauth: token fetch failed; callers get this error until the cool-down ends",
-		"error", err, "failures", f.count, "cool_down", d.Round(time.Millisecond))
-	return f.err
 }

@@ -77,8 +77,8 @@ func TestFetchStartedAfterAnotherFilledTheCacheDoesNotRun(t *testing.T) {
 	// The same for a failure: a waiter arriving just after a fetch failed gets
 	// its error instead of starting another request.
 	ts.Invalidate(nil)
-	ts.coolDown(clock.Now(), errors.New("endpoint down"))
-	if _, err := ts.refresh(nil); err == nil || !strings.Contains(err.Error(), "endpoint down") || tokenRequests(srv) != 1 {
+	ts.coolDown(context.Background(), clock.Now(), errors.New("endpoint down"))
+	if _, err := ts.refresh(nil, FetchNoToken); err == nil || !strings.Contains(err.Error(), "endpoint down") || tokenRequests(srv) != 1 {
 		t.Fatalf("late waiter after a failure: err %v, token requests %d", err, tokenRequests(srv))
 	}
 }

@@ -88,16 +88,16 @@ func (sh *sharing) read(ctx context.Context, sl *sealer) (st stored, locked bool
 		v, err = sh.store.Get(ctx, sl.key)
 	}
 	if err != nil {
-		sh.fault("get", err)
+		sh.fault(ctx, "get", err)
 		return stored{}, false, err
 	}
-	sh.worked(false)
+	sh.worked(ctx, false)
 	if v == nil {
 		return stored{}, locked, nil
 	}
 	st, err = sl.open(v)
 	if err != nil && sh.firstSight(v) {
-		sh.log.Warn("forteauth: ignoring the token store's value; it will be replaced", "key", sl.key, "error", err)
+		sh.log.WarnContext(ctx, "forteauth: ignoring the token store's value; it will be replaced", "key", sl.key, "error", err)
 	}
 	return st, locked, nil
 }
@@ -110,10 +110,10 @@ func (sh *sharing) save(ctx context.Context, sl *sealer, st stored, ttl time.Dur
 	ctx, cancel := context.WithTimeout(ctx, sh.timeout())
 	defer cancel()
 	if err := sh.store.Set(ctx, sl.key, sl.seal(st), ttl); err != nil {
-		sh.fault("set", err)
+		sh.fault(ctx, "set", err)
 		return
 	}
-	sh.worked(true)
+	sh.worked(ctx, true)
 }
 
 // firstSight reports whether v differs from the last bad value seen, so
@@ -154,7 +154,7 @@ func (sh *sharing) timeout() time.Duration {
 // fault records a Store failure: the Store is left alone for a pause that
 // grows with the faults in a row, and the first failure of an outage is
 // logged.
-func (sh *sharing) fault(op string, err error) {
+func (sh *sharing) fault(ctx context.Context, op string, err error) {
 	sh.counts.storeFaults.Add(1)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -164,7 +164,7 @@ func (sh *sharing) fault(op string, err error) {
 	sh.downWrite = sh.downWrite || op != "get"
 	if !sh.down {
 		sh.down = true
-		sh.log.Warn("forteauth: token store failed; fetching tokens directly until it works again",
+		sh.log.WarnContext(ctx, "forteauth: token store failed; fetching tokens directly until it works again",
 			"op", op, "error", err, "retry_in", pause.Round(time.Millisecond))
 	}
 }
@@ -172,7 +172,7 @@ func (sh *sharing) fault(op string, err error) {
 // worked records a Store call that succeeded. An outage that began with a
 // failed write ends only with a write that succeeds, so that a store that
 // answers reads but refuses writes (a full Redis) is logged once.
-func (sh *sharing) worked(write bool) {
+func (sh *sharing) worked(ctx context.Context, write bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.answered = true
@@ -180,5 +180,5 @@ func (sh *sharing) worked(write bool) {
 		return
 	}
 	sh.down, sh.downWrite, sh.faults = false, false, 0
-	sh.log.Info("forteauth: token store works again")
+	sh.log.InfoContext(ctx, "forteauth: token store works again")
 }

@@ -59,6 +59,7 @@ type TokenSource struct {
 	failure    atomic.Pointer[failure] // last failed blocking fetch
 	refreshing atomic.Bool             // a background refresh is running
 	group      singleflight.Group
+	inFlight   atomic.Pointer[context.Context] // the context of the fetch running now, with a Trace
 
 	creds   *credentials
 	shared  *sharing               // nil without Config.Store
@@ -171,13 +172,13 @@ const maxSkippedHosts = 64
 // host without a token because host is not among allowed: a request to
 // the API under another name ("localhost" for "127.0.0.1", another port)
 // would otherwise show only the API's 401.
-func (s *TokenSource) sentWithoutToken(host string, allowed []string) {
+func (s *TokenSource) sentWithoutToken(ctx context.Context, host string, allowed []string) {
 	if s.nskipped.Load() >= maxSkippedHosts {
 		return // a client that calls many hosts must not make this grow without bound
 	}
 	if _, seen := s.skipped.LoadOrStore(host, true); !seen {
 		s.nskipped.Add(1)
-		s.log.Warn("forteauth: sent a request without a token: its host is not one the token goes to; if it is Forte's API, add it to Config.APIHosts (or Transport.Hosts)",
+		s.log.WarnContext(ctx, "forteauth: sent a request without a token: its host is not one the token goes to; if it is Forte's API, add it to Config.APIHosts (or Transport.Hosts)",
 			"host", host, "token_hosts", allowed)
 	}
 }

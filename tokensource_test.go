@@ -153,7 +153,7 @@ func TestTokenSourceFormattingHidesSecretAndToken(t *testing.T) {
 func TestSkippedHostsStopBeingRememberedWhenFull(t *testing.T) {
 	ts := newTestSource(t).ts
 	for i := range maxSkippedHosts + 10 {
-		ts.sentWithoutToken(fmt.Sprint("host-", i), nil)
+		ts.sentWithoutToken(context.Background(), fmt.Sprint("host-", i), nil)
 	}
 	n := 0
 	ts.skipped.Range(func(any, any) bool { n++; return true })

@@ -66,7 +66,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if !t.allowed(req, hosts) {
 		if ts != nil {
-			ts.sentWithoutToken(req.URL.Host, hosts)
+			ts.sentWithoutToken(req.Context(), req.URL.Host, hosts)
 		}
 		return t.base().RoundTrip(req)
 	}
@@ -98,7 +98,7 @@ func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.R
 		return nil, err
 	}
 	resp, err := t.send(req, req.Body, a.header)
-	if err != nil || !ts.answered(a, resp.StatusCode) {
+	if err != nil || !ts.answered(ctx, a, resp.StatusCode) {
 		return resp, err
 	}
 	body := req.Body
@@ -117,12 +117,13 @@ func (t *Transport) roundTripCached(ts *TokenSource, req *http.Request) (*http.R
 		}
 		return resp, nil
 	}
+	ts.replayed(ctx, resp.StatusCode)
 	// Drain a little so that the connection can be reused.
 	io.CopyN(io.Discard, resp.Body, 4<<10)
 	resp.Body.Close()
 	resp, err = t.send(req, body, next.header)
 	if err == nil {
-		ts.answered(next, resp.StatusCode) // never a second replay
+		ts.answered(ctx, next, resp.StatusCode) // never a second replay
 	}
 	return resp, err
 }

@@ -27,8 +27,10 @@ type unauthorized struct {
 	log *slog.Logger
 
 	// rejected is the last token invalidated, by a 401 or Invalidate,
-	// which the Store may still hold and must not give back.
-	rejected atomic.Pointer[string]
+	// which the Store may still hold and must not give back; invalidated
+	// says the cache was emptied so, and nothing cached since.
+	rejected    atomic.Pointer[string]
+	invalidated atomic.Bool
 
 	mu      sync.Mutex
 	rounds  int           // tokens on trial rejected in a row
@@ -40,6 +42,7 @@ type unauthorized struct {
 // admit returns e as it is to be cached: on trial if it replaces a token
 // a 401 invalidated, or if it is fetched while a round holds.
 func (g *unauthorized) admit(e *entry) *entry {
+	g.invalidated.Store(false)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.pending && g.rounds == 0 {
@@ -66,7 +69,7 @@ func (g *unauthorized) accept(e *entry) {
 // reject handles a 401, at now, to e, which came from cache. It reports
 // whether the request is to be sent once more with another token, and
 // whether it dropped e's token from cache.
-func (g *unauthorized) reject(now time.Time, e *entry, cache *atomic.Pointer[entry]) (replay, dropped bool) {
+func (g *unauthorized) reject(ctx context.Context, now time.Time, e *entry, cache *atomic.Pointer[entry]) (replay, dropped bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if now.Before(g.until) {
@@ -78,7 +81,7 @@ func (g *unauthorized) reject(now time.Time, e *entry, cache *atomic.Pointer[ent
 			return true, false // already replaced or dropped: the replay gets another token
 		}
 		if cur.accepted != nil && !cur.accepted.Load() && g.tried != cur.tok {
-			g.startRound(now, cur.tok)
+			g.startRound(ctx, now, cur.tok)
 			return false, false
 		}
 		// cur, not e: a failed background refresh may have cached a copy
@@ -92,7 +95,14 @@ func (g *unauthorized) reject(now time.Time, e *entry, cache *atomic.Pointer[ent
 }
 
 // markRejected records tok as the token last invalidated.
-func (g *unauthorized) markRejected(tok string) { g.rejected.Store(&tok) }
+func (g *unauthorized) markRejected(tok string) {
+	g.rejected.Store(&tok)
+	g.invalidated.Store(true)
+}
+
+// wasInvalidated reports whether a 401 or Invalidate emptied the cache,
+// with nothing cached since: the next fetch replaces a rejected token.
+func (g *unauthorized) wasInvalidated() bool { return g.invalidated.Load() }
 
 // wasRejected reports whether tok is the token last invalidated.
 func (g *unauthorized) wasRejected(tok string) bool {
@@ -102,21 +112,21 @@ func (g *unauthorized) wasRejected(tok string) bool {
 
 // startRound starts a cool-down after the rejection of tried, a token on
 // trial. g.mu is held.
-func (g *unauthorized) startRound(now time.Time, tried *oauth2.Token) {
+func (g *unauthorized) startRound(ctx context.Context, now time.Time, tried *oauth2.Token) {
 	g.rounds++
 	d := failureBackoff.after(g.rounds)
 	g.until, g.tried = now.Add(d), tried
-	g.log.Warn("forteauth: the API rejected a new token before accepting any; its 401s are returned as they are until the cool-down ends; check the client's permissions, and that TokenURL and the API are in the same environment",
+	g.log.WarnContext(ctx, "forteauth: the API rejected a new token before accepting any; its 401s are returned as they are until the cool-down ends; check the client's permissions, and that TokenURL and the API are in the same environment",
 		"rounds", g.rounds, "cool_down", d.Round(time.Millisecond))
 }
 
 // answered records the status of the API's answer to a request sent with
-// a, and reports whether the request should be sent once more with another
+// a, whose context is ctx, and reports whether the request should be sent once more with another
 // token (see reauthorize): for a 401 only, at most once per request (the
 // caller's duty). Transport calls it after every request it sends with a
 // token from s, so the common case costs two branches: only a 401 or a
 // token on trial does more.
-func (s *TokenSource) answered(a authorization, status int) bool {
+func (s *TokenSource) answered(ctx context.Context, a authorization, status int) bool {
 	if status != http.StatusUnauthorized && a.from.accepted == nil {
 		return false
 	}
@@ -124,7 +134,7 @@ func (s *TokenSource) answered(a authorization, status int) bool {
 		s.unauthorized.accept(a.from)
 		return false
 	}
-	replay, dropped := s.unauthorized.reject(s.clock.now(), a.from, &s.cache)
+	replay, dropped := s.unauthorized.reject(ctx, s.clock.now(), a.from, &s.cache)
 	if dropped {
 		s.counters.unauthorized.Add(1)
 	}
