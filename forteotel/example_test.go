@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -15,8 +16,10 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 func ExampleRegister() {
@@ -148,4 +151,87 @@ func captureStdout(t *testing.T, f func()) string {
 	f()
 	w.Close()
 	return string(<-done)
+}
+
+// A program's tracing set-up, as the README gives it: an SDK
+// TracerProvider that exports to stdout, and Config.Trace.
+func ExampleNewTrace() {
+	srv := fortetest.NewServer() // in a program: the Config you already have
+	defer srv.Close()
+	cfg := &forteauth.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+	if err := traceToStdout(context.Background(), cfg); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// traceToStdout is the README's tracing snippet, then the program at
+// work: each span is printed as it ends.
+func traceToStdout(ctx context.Context, cfg *forteauth.Config) error {
+	exporter, err := stdouttrace.New() // your OTLP exporter in production
+	if err != nil {
+		return err
+	}
+	tracer := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exporter)) // WithBatcher in production
+	defer tracer.Shutdown(ctx)
+	otel.SetTracerProvider(tracer)
+
+	cfg.Trace = forteotel.NewTrace(tracer)
+	ts := cfg.TokenSource(ctx)
+	_, err = ts.Token() // the program at work
+	return err
+}
+
+// TestREADMETracingSnippetPrintsSpans runs the README's second snippet of
+// "Metrics and traces", which must be traceToStdout's, and checks that it
+// prints the fetch and the wait.
+func TestREADMETracingSnippetPrintsSpans(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "## Metrics and traces")
+	blocks := strings.Split(section, "```go\n")
+	if len(blocks) < 3 {
+		t.Fatal("the README's Metrics and traces section has fewer than two Go blocks")
+	}
+	block, _, _ := strings.Cut(blocks[2], "```")
+	var body strings.Builder
+	for line := range strings.Lines(string(src)) {
+		body.WriteString(strings.TrimPrefix(line, "\t"))
+	}
+	if !strings.Contains(body.String(), block) {
+		t.Fatalf("the README's tracing snippet is not traceToStdout's code; make them the same:\n%s", block)
+	}
+
+	// stdouttrace takes os.Stdout when its package starts, so the
+	// snippet runs in a child process of this test binary.
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), traceChildEnv+"=1")
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("the child running the snippet: %v", err)
+	}
+	out := string(b)
+	for _, want := range []string{`"forteauth.token.fetch"`, `"forteauth.token.wait"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the snippet printed no %s:\n%s", want, out)
+		}
+	}
+}
+
+// traceChild runs the README's tracing snippet in the child process that
+// TestREADMETracingSnippetPrintsSpans starts; TestMain calls it.
+func traceChild() int {
+	srv := fortetest.NewServer()
+	defer srv.Close()
+	cfg := &forteauth.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, TokenURL: srv.TokenURL}
+	if err := traceToStdout(context.Background(), cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
 }

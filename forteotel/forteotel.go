@@ -1,5 +1,12 @@
 // Package forteotel exports what a forteauth.TokenSource has done, and how
-// long its cached token has left, as OpenTelemetry metrics.
+// long its cached token has left, as OpenTelemetry metrics, and records
+// its token fetches and the calls that wait for them as spans.
+//
+// For traces, NewTrace makes the value of forteauth.Config.Trace:
+//
+//	cfg.Trace = forteotel.NewTrace(otel.GetTracerProvider())
+//
+// For metrics:
 //
 // Register adds observable instruments to a Meter. They read
 // TokenSource.Stats when the SDK collects, so nothing is recorded on the
@@ -52,7 +59,8 @@ import (
 )
 
 // ScopeName is the instrumentation scope name to get a Meter for Register
-// under, as OpenTelemetry's instrumentation libraries name theirs.
+// under, as OpenTelemetry's instrumentation libraries name theirs, and the
+// name of NewTrace's tracer.
 const ScopeName = "github.com/forteauth/forteauth/forteotel"
 
 // counter describes one counter instrument and the Stats field it reports.
