@@ -16,7 +16,8 @@ import (
 // The benchmarks below pair forteauth with the x/oauth2 anchor (a JSON
 // fetcher in oauth2.ReuseTokenSource, sent through oauth2.Transport; see
 // internal/benchenv) on the same fake endpoint, as sub-benchmarks
-// lib=forteauth and lib=oauth2. Beside them, as further lib values, run
+// lib=forteauth and lib=oauth2, and forteauth with Config.Trace set as
+// lib=forteauth+trace. Beside them, as further lib values, run
 // the floors that the targets in docs/benchmarks.md are judged against:
 // lib=oauth2+copy (the anchor plus the one token copy per call that
 // forteauth's design pays), lib=base (the no-op base transport alone) and
@@ -24,25 +25,42 @@ import (
 // request can do). .ci/bench runs them with the storm and the memory
 // measurement and tabulates everything with benchstat -col /lib.
 
-// benchSources returns a fetched forteauth source and a fetched anchor
-// over one fake endpoint with one-hour tokens, so that every call is a
-// cache hit.
-func benchSources(b *testing.B) (*forteauth.TokenSource, oauth2.TokenSource) {
+// benchSources returns a fetched forteauth source, one with Config.Trace
+// set, and a fetched anchor, over one fake endpoint with one-hour tokens,
+// so that every call is a cache hit.
+func benchSources(b *testing.B) (ts, traced *forteauth.TokenSource, anchor oauth2.TokenSource) {
 	b.Helper()
 	srv := fortetest.NewServer()
 	b.Cleanup(srv.Close)
 	cfg := benchenv.Config(srv.URL, srv.ClientID, srv.ClientSecret)
-	ts := cfg.TokenSource(context.Background())
-	anchor := benchenv.Anchor(cfg, 0)
-	for _, s := range []oauth2.TokenSource{ts, anchor} {
+	ts = cfg.TokenSource(context.Background())
+	cfg.Trace = benchTrace()
+	traced = cfg.TokenSource(context.Background())
+	anchor = benchenv.Anchor(cfg, 0)
+	for _, s := range []oauth2.TokenSource{ts, traced, anchor} {
 		if _, err := s.Token(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if n := srv.Stats().TokenRequests; n != 2 {
+	if n := srv.Stats().TokenRequests; n != 3 {
 		b.Fatalf("token requests = %d, want one per source", n)
 	}
-	return ts, anchor
+	return ts, traced, anchor
+}
+
+// benchTrace is a Trace whose hooks do what a tracer's do at least: put a
+// value in the context. On a cache hit none is called.
+func benchTrace() *forteauth.Trace {
+	type key struct{}
+	return &forteauth.Trace{
+		FetchStart: func(ctx context.Context, _ forteauth.FetchReason) context.Context {
+			return context.WithValue(ctx, key{}, 1)
+		},
+		FetchDone: func(context.Context, forteauth.FetchInfo) {},
+		WaitStart: func(ctx context.Context) context.Context { return context.WithValue(ctx, key{}, 2) },
+		WaitDone:  func(_, _ context.Context, _ error) {},
+		Replayed:  func(context.Context, int) {},
+	}
 }
 
 // lib is one column of benchstat's table: forteauth, the anchor, or a
@@ -79,9 +97,10 @@ func (c copying) Token() (*oauth2.Token, error) {
 }
 
 func tokenLibs(b *testing.B) []lib[oauth2.TokenSource] {
-	ts, anchor := benchSources(b)
+	ts, traced, anchor := benchSources(b)
 	return inOrder[oauth2.TokenSource](
 		lib[oauth2.TokenSource]{"forteauth", ts},
+		lib[oauth2.TokenSource]{"forteauth+trace", traced},
 		lib[oauth2.TokenSource]{"oauth2", anchor},
 		lib[oauth2.TokenSource]{"oauth2+copy", copying{anchor}},
 	)
@@ -150,10 +169,11 @@ func (m minimalCopy) RoundTrip(req *http.Request) (*http.Response, error) {
 // that answers at once. forteauth's Transport decides by its default host
 // rule (the token endpoint's host), as in cfg.Client.
 func BenchmarkTransportRoundTrip(b *testing.B) {
-	ts, anchor := benchSources(b)
+	ts, traced, anchor := benchSources(b)
 	noop := benchenv.NewNoop()
 	for _, lib := range inOrder[http.RoundTripper](
 		lib[http.RoundTripper]{"forteauth", &forteauth.Transport{Source: ts, Base: noop}},
+		lib[http.RoundTripper]{"forteauth+trace", &forteauth.Transport{Source: traced, Base: noop}},
 		lib[http.RoundTripper]{"oauth2", &oauth2.Transport{Source: anchor, Base: noop}},
 		lib[http.RoundTripper]{"base", noop},
 		lib[http.RoundTripper]{"base+copy", minimalCopy{noop}},
