@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // redacted stands in for the secret, a password or a token wherever the
@@ -52,7 +51,7 @@ const maxRemembered = 8
 // logged, goes through it.
 type redactor struct {
 	mu      sync.Mutex
-	secrets atomic.Pointer[[]Credentials] // newest first; replaced, never changed
+	secrets []Credentials // newest first; replaced, never changed
 }
 
 func newRedactor(clientID, secret string) *redactor {
@@ -67,24 +66,17 @@ func newRedactor(clientID, secret string) *redactor {
 func (r *redactor) remember(cr Credentials) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := r.list()
-	if slices.Contains(old, cr) {
-		return
+	if !slices.Contains(r.secrets, cr) {
+		r.secrets = append([]Credentials{cr}, r.secrets[:min(len(r.secrets), maxRemembered-1)]...)
 	}
-	next := append([]Credentials{cr}, old[:min(len(old), maxRemembered-1)]...)
-	r.secrets.Store(&next)
-}
-
-func (r *redactor) list() []Credentials {
-	if p := r.secrets.Load(); p != nil {
-		return *p
-	}
-	return nil
 }
 
 // holds reports whether s holds a secret r remembers.
 func (r *redactor) holds(s string) bool {
-	for _, cr := range r.list() {
+	r.mu.Lock()
+	secrets := r.secrets
+	r.mu.Unlock()
+	for _, cr := range secrets {
 		if holdsSecret(s, cr.ClientID, cr.ClientSecret) {
 			return true
 		}
