@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 )
@@ -33,42 +34,71 @@ var ErrCredentials = errors.New("forteauth: no usable credentials")
 // Agent write them. A file that changes takes effect at the next token
 // fetch; none is read on a cache hit.
 //
-// Both files are read, then the first again, and read anew if it changed
-// meanwhile, so that a rotation that swaps both files between two reads
-// does not pair one's old value with the other's new one. Its errors wrap
-// ErrCredentials and the error of the read, and name the file, never its
-// content.
+// The two files are read through the same resolved directory when they
+// are links into one, as Kubernetes makes them, so that a swap between the
+// two reads cannot pair one's old value with the other's new one; files
+// rewritten in place are checked by reading the first again. A read that
+// fails is tried twice more at once: a file being swapped can be missing
+// for an instant. Its errors wrap ErrCredentials and the error of the
+// read, and name the file, never its content.
 func CredentialsFromFiles(clientIDFile, clientSecretFile string) func(context.Context) (Credentials, error) {
 	return func(ctx context.Context) (Credentials, error) {
+		var err error
 		for range 3 {
 			if err := ctx.Err(); err != nil {
 				return Credentials{}, err
 			}
-			id, err := readCredential(clientIDFile, "client ID")
-			if err != nil {
-				return Credentials{}, err
-			}
-			secret, err := readCredential(clientSecretFile, "client secret")
-			if err != nil {
-				return Credentials{}, err
-			}
-			if again, err := readCredential(clientIDFile, "client ID"); err == nil && again == id {
-				return Credentials{ClientID: id, ClientSecret: secret}, nil
+			var cr Credentials
+			if cr, err = readPair(clientIDFile, clientSecretFile); err == nil {
+				return cr, nil
 			}
 		}
-		return Credentials{}, fmt.Errorf("%w: %s changed at each of 3 reads", ErrCredentials, clientIDFile)
+		return Credentials{}, err
 	}
 }
 
-// readCredential reads one value from the file at path.
-func readCredential(path, what string) (string, error) {
+// readPair reads the client ID and the secret from their files, after
+// following their symlinks, which must lead into one directory if the
+// files are in one; then it reads the client ID again, which must not
+// have changed.
+func readPair(idFile, secretFile string) (Credentials, error) {
+	idPath, secretPath := resolve(idFile), resolve(secretFile)
+	if filepath.Dir(idFile) == filepath.Dir(secretFile) && filepath.Dir(idPath) != filepath.Dir(secretPath) {
+		return Credentials{}, fmt.Errorf("%w: %s and %s were swapped while they were read", ErrCredentials, idFile, secretFile)
+	}
+	id, err := readCredential(idPath, idFile, "client ID")
+	if err != nil {
+		return Credentials{}, err
+	}
+	secret, err := readCredential(secretPath, secretFile, "client secret")
+	if err != nil {
+		return Credentials{}, err
+	}
+	if again, err := readCredential(idFile, idFile, "client ID"); err != nil || again != id {
+		return Credentials{}, fmt.Errorf("%w: %s changed while the credentials were read", ErrCredentials, idFile)
+	}
+	return Credentials{ClientID: id, ClientSecret: secret}, nil
+}
+
+// resolve returns path with its symlinks followed, or path itself if they
+// cannot be, so that the read says why.
+func resolve(path string) string {
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		return p
+	}
+	return path
+}
+
+// readCredential reads one value from the file at path, which name, as
+// the caller gave it, leads to.
+func readCredential(path, name, what string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("%w: reading the %s: %w", ErrCredentials, what, err) // err names path
+		return "", fmt.Errorf("%w: reading the %s from %s: %w", ErrCredentials, what, name, err)
 	}
 	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 	if s == "" {
-		return "", fmt.Errorf("%w: the %s file %s is empty", ErrCredentials, what, path)
+		return "", fmt.Errorf("%w: the %s file %s is empty", ErrCredentials, what, name)
 	}
 	return s, nil
 }

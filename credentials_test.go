@@ -357,3 +357,38 @@ func TestEverySecretUsedIsWithheld(t *testing.T) {
 		}
 	}
 }
+
+// TestCredentialsFromFilesDuringSwaps: read while the mounted Secret is
+// swapped again and again between two pairs, the func never fails and
+// never pairs one's client ID with the other's secret.
+func TestCredentialsFromFilesDuringSwaps(t *testing.T) {
+	one := fortetest.Credentials{ClientID: "id-one", ClientSecret: "secret-one"}
+	two := fortetest.Credentials{ClientID: "id-two", ClientSecret: "secret-two"}
+	dir, read := mountedCredentials(t, one)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var reads, failures, mixed atomic.Int64
+	wg.Go(func() {
+		for !stop.Load() {
+			cr, err := read(context.Background())
+			reads.Add(1)
+			switch {
+			case err != nil:
+				failures.Add(1)
+			case cr != Credentials(one) && cr != Credentials(two):
+				mixed.Add(1)
+			}
+		}
+	})
+	for i := range 300 {
+		update(t, dir, [2]fortetest.Credentials{one, two}[i%2])
+	}
+	stop.Store(true)
+	wg.Wait()
+	// A read may fail if every try meets a swap, as back-to-back swaps
+	// make likely; a mixed pair is a fault however often they come.
+	t.Logf("%d reads during 300 swaps: %d failed after their tries", reads.Load(), failures.Load())
+	if mixed.Load() != 0 || failures.Load() == reads.Load() {
+		t.Errorf("%d reads during 300 swaps: %d paired one's ID with the other's secret, %d failed; want no pair mixed", reads.Load(), mixed.Load(), failures.Load())
+	}
+}

@@ -39,8 +39,10 @@ func NewSecretDir(dir string, values map[string]string) (*SecretDir, error) {
 func (d *SecretDir) Path(key string) string { return filepath.Join(d.Dir, key) }
 
 // Update replaces every value at once: a reader of a file sees its old
-// value or its new one, never a mix or none. It sets the keys NewSecretDir
-// was given; others are not linked.
+// value or its new one, never a mix. As with Kubernetes, the old values'
+// directory is removed at once, so a reader that followed "..data" to it
+// just before may find its file gone, and should read again. Update sets
+// the keys NewSecretDir was given; others are not linked.
 func (d *SecretDir) Update(values map[string]string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
