@@ -62,8 +62,9 @@ func CredentialsFromFiles(clientIDFile, clientSecretFile string) func(context.Co
 // files are in one; then it reads the client ID again, which must not
 // have changed.
 func readPair(idFile, secretFile string) (Credentials, error) {
-	idPath, secretPath := resolve(idFile), resolve(secretFile)
-	if filepath.Dir(idFile) == filepath.Dir(secretFile) && filepath.Dir(idPath) != filepath.Dir(secretPath) {
+	idPath, idOK := resolve(idFile)
+	secretPath, secretOK := resolve(secretFile)
+	if idOK && secretOK && filepath.Dir(idFile) == filepath.Dir(secretFile) && filepath.Dir(idPath) != filepath.Dir(secretPath) {
 		return Credentials{}, fmt.Errorf("%w: %s and %s were swapped while they were read", ErrCredentials, idFile, secretFile)
 	}
 	id, err := readCredential(idPath, idFile, "client ID")
@@ -80,13 +81,13 @@ func readPair(idFile, secretFile string) (Credentials, error) {
 	return Credentials{ClientID: id, ClientSecret: secret}, nil
 }
 
-// resolve returns path with its symlinks followed, or path itself if they
-// cannot be, so that the read says why.
-func resolve(path string) string {
+// resolve returns path with its symlinks followed, and true; or path
+// itself and false if they cannot be, so that the read says why.
+func resolve(path string) (string, bool) {
 	if p, err := filepath.EvalSymlinks(path); err == nil {
-		return p
+		return p, true
 	}
-	return path
+	return path, false
 }
 
 // readCredential reads one value from the file at path, which name, as
