@@ -1,10 +1,9 @@
 package forteauth
 
-// The fault and bad-input matrix of docs/reliability.md, seen from a
-// TokenSource: for each fault, what a caller gets, how many requests the
-// endpoint sees, and that nothing is cached that should not be. Rows that
-// the fetch-level tests in exchange_test.go already cover are named in the
-// matrix instead of repeated here.
+// Faults and bad input seen from a TokenSource: for each fault, what a
+// caller gets, how many requests the endpoint sees, and that nothing is
+// cached that should not be. What the fetch-level tests in
+// exchange_test.go already cover is not repeated here.
 
 import (
 	"context"

@@ -14,8 +14,8 @@
 //	go run ./examples/metrics
 //
 // With OpenTelemetry, package github.com/forteauth/forteauth/forteotel
-// exports the same figures; docs/observability.md lists them all and
-// gives the rule in PromQL.
+// exports the same figures; forteauth.Stats says what each means and
+// which to alert on.
 package main
 
 import (
