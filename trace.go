@@ -69,17 +69,25 @@ func (s *TokenSource) trace() *Trace { return s.cfg.Trace }
 // startFetch returns the context a fetch for reason runs in, and records
 // it as the fetch in flight, for waits that end before it.
 func (s *TokenSource) startFetch(reason FetchReason) context.Context {
-	ctx := s.ctx
-	if t := s.trace(); t != nil && t.FetchStart != nil {
-		ctx = t.FetchStart(ctx, reason)
-		s.inFlight.Store(&ctx)
+	t := s.trace()
+	if t == nil {
+		return s.ctx
 	}
+	ctx := s.ctx
+	if t.FetchStart != nil {
+		ctx = t.FetchStart(ctx, reason)
+	}
+	s.inFlight.Store(&ctx)
 	return ctx
 }
 
 func (s *TokenSource) endFetch(ctx context.Context, info FetchInfo) {
-	if t := s.trace(); t != nil && t.FetchDone != nil {
-		s.inFlight.Store(nil)
+	t := s.trace()
+	if t == nil {
+		return
+	}
+	s.inFlight.Store(nil)
+	if t.FetchDone != nil {
 		t.FetchDone(ctx, info)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/forteauth/forteauth/fortetest"
 )
@@ -86,5 +87,37 @@ func TestTraceHooksSeeFetchesAndWaitsButNoCacheHit(t *testing.T) {
 		if i := l.infos[1]; i.Attempts != 2 || i.LastStatus != 201 || i.FromStore || i.Err != nil || i.Reason != FetchRejected {
 			t.Errorf("the second fetch's info %+v, want 2 attempts (a 503, then 201), no error, token_rejected", i)
 		}
+	})
+}
+
+// TestAWaitThatGivesUpIsGivenTheFetchInFlight: a caller whose context ends
+// while the fetch runs still links to it, with a Trace that sets only the
+// hooks it needs.
+func TestAWaitThatGivesUpIsGivenTheFetchInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var linked any
+		tr := &Trace{
+			FetchStart: func(ctx context.Context, r FetchReason) context.Context {
+				return context.WithValue(ctx, hookKey{}, "the fetch")
+			},
+			WaitDone: func(_, fetch context.Context, _ error) {
+				if fetch != nil {
+					linked = fetch.Value(hookKey{})
+				}
+			},
+		}
+		srv := fortetest.NewMemoryServer()
+		release := srv.Hold()
+		ts := newTestSource(t, inBubble(), withServer(srv), withConfig(func(c *Config) { c.Trace = tr })).ts
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := ts.TokenContext(ctx); err == nil {
+			t.Fatal("a caller whose context ended got a token")
+		}
+		if linked != "the fetch" {
+			t.Errorf("the wait that gave up was given %v, want the fetch in flight", linked)
+		}
+		release()
+		synctest.Wait()
 	})
 }

@@ -130,11 +130,17 @@ func (s *TokenSource) answered(ctx context.Context, a authorization, status int)
 	if status != http.StatusUnauthorized && a.from.accepted == nil {
 		return false
 	}
+	return s.answeredSlow(ctx, a.from, status)
+}
+
+// answeredSlow is answered for a 401 or a token on trial, kept apart so
+// that answered stays small enough to be inlined.
+func (s *TokenSource) answeredSlow(ctx context.Context, e *entry, status int) bool {
 	if status != http.StatusUnauthorized {
-		s.unauthorized.accept(a.from)
+		s.unauthorized.accept(e)
 		return false
 	}
-	replay, dropped := s.unauthorized.reject(ctx, s.clock.now(), a.from, &s.cache)
+	replay, dropped := s.unauthorized.reject(ctx, s.clock.now(), e, &s.cache)
 	if dropped {
 		s.counters.unauthorized.Add(1)
 	}
