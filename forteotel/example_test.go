@@ -99,24 +99,7 @@ func exportToStdout(ctx context.Context, ts *forteauth.TokenSource) error {
 // TestREADMEMetricsSnippetPrintsFigures runs the README's snippet, which
 // must be exportToStdout's, and checks that it prints the figures.
 func TestREADMEMetricsSnippetPrintsFigures(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile("example_test.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, _ := strings.Cut(string(readme), "## Metrics")
-	_, block, _ := strings.Cut(section, "```go\n")
-	block, _, ok := strings.Cut(block, "```")
-	var body strings.Builder
-	for line := range strings.Lines(string(src)) {
-		body.WriteString(strings.TrimPrefix(line, "\t"))
-	}
-	if !ok || !strings.Contains(body.String(), block) {
-		t.Fatalf("the README's Metrics snippet is not exportToStdout's code; make them the same:\n%s", block)
-	}
+	checkREADMESnippet(t, 1, "exportToStdout")
 
 	srv := fortetest.NewServer()
 	defer srv.Close()
@@ -185,27 +168,7 @@ func traceToStdout(ctx context.Context, cfg *forteauth.Config) error {
 // "Metrics and traces", which must be traceToStdout's, and checks that it
 // prints the fetch and the wait.
 func TestREADMETracingSnippetPrintsSpans(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile("example_test.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, _ := strings.Cut(string(readme), "## Metrics and traces")
-	blocks := strings.Split(section, "```go\n")
-	if len(blocks) < 3 {
-		t.Fatal("the README's Metrics and traces section has fewer than two Go blocks")
-	}
-	block, _, _ := strings.Cut(blocks[2], "```")
-	var body strings.Builder
-	for line := range strings.Lines(string(src)) {
-		body.WriteString(strings.TrimPrefix(line, "\t"))
-	}
-	if !strings.Contains(body.String(), block) {
-		t.Fatalf("the README's tracing snippet is not traceToStdout's code; make them the same:\n%s", block)
-	}
+	checkREADMESnippet(t, 2, "traceToStdout")
 
 	// stdouttrace takes os.Stdout when its package starts, so the
 	// snippet runs in a child process of this test binary.
@@ -234,4 +197,32 @@ func traceChild() int {
 		return 1
 	}
 	return 0
+}
+
+// checkREADMESnippet fails unless the n-th Go block of the README's
+// "Metrics and traces" section is code of fn in this file, unindented
+// once, so that what a reader pastes is what the test runs.
+func checkREADMESnippet(t *testing.T, n int, fn string) {
+	t.Helper()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "## Metrics and traces")
+	blocks := strings.Split(section, "```go\n")
+	if len(blocks) <= n {
+		t.Fatalf("the README's Metrics and traces section has fewer than %d Go blocks", n)
+	}
+	block, _, _ := strings.Cut(blocks[n], "```")
+	var body strings.Builder
+	for line := range strings.Lines(string(src)) {
+		body.WriteString(strings.TrimPrefix(line, "\t"))
+	}
+	if !strings.Contains(body.String(), block) {
+		t.Fatalf("the README's Go block %d of Metrics and traces is not %s's code; make them the same:\n%s", n, fn, block)
+	}
 }
